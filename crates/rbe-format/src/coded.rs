@@ -1,0 +1,297 @@
+//! Entropy-coded block storage (format.md 5): a semi-static model (tables built from the tensor's
+//! own blocks, stored once in the stream's prelude) and the rANS coding of each block.
+//!
+//! Why semi-static rANS and not an adaptive model: every block must decode alone (random access,
+//! parallel loading), so an adaptive model would restart cold at each block and pay its learning
+//! cost 36-2862 times per tensor; one table per tensor costs a few hundred bytes once. rANS decodes a
+//! symbol with one table lookup and a multiply, and raw bits ride in the same stream.
+
+use crate::block::{Coefficient, DenseResidual, EncodedBlock, RbeParams, Residual, SparseResidual};
+use crate::entropy::rans::{RansDecoder, RansEncoder};
+use crate::entropy::table::FreqTable;
+use crate::entropy::token::UintTokenizer;
+use crate::error::BlockError;
+use crate::settings::{BlockConfig, ParamsPrecision, ValueCodec};
+use crate::varint::{read_varint, write_varint};
+use half::f16;
+
+/// Table numbers (format.md 5).
+const HEAD: usize = 0;
+const GAP: usize = 1;
+const DENSE_MAGNITUDE: usize = 2;
+const WIDTH: usize = 3;
+const SPARSE_MAGNITUDE: usize = 4;
+const N_TABLES: usize = 5;
+
+/// Tokenizer settings per table, chosen by the encoder and stored in the prelude.
+const DEFAULT_TOKENIZERS: [(u32, u32); N_TABLES] = [(4, 2), (4, 2), (5, 3), (4, 2), (4, 2)];
+/// Largest integer any table codes (dense magnitude 32768, head 4097, gaps < 4096).
+const MAX_CODED: u32 = 1 << 16;
+
+/// The tensor's entropy model: one frequency table and tokenizer per coded field.
+#[derive(Debug, Clone)]
+pub struct EntropyModel {
+    tables: Vec<FreqTable>,
+    tokenizers: Vec<UintTokenizer>,
+}
+
+trait Sink {
+    fn uint(&mut self, table: usize, v: u32);
+    fn bits(&mut self, v: u32, n: u32);
+}
+
+struct Counter {
+    tokenizers: Vec<UintTokenizer>,
+    counts: Vec<Vec<u64>>,
+}
+
+impl Sink for Counter {
+    fn uint(&mut self, table: usize, v: u32) {
+        let (token, _, _) = self.tokenizers[table].token(v);
+        let c = &mut self.counts[table];
+        if c.len() <= usize::from(token) {
+            c.resize(usize::from(token) + 1, 0);
+        }
+        c[usize::from(token)] += 1;
+    }
+    fn bits(&mut self, _: u32, _: u32) {}
+}
+
+struct Coder<'a> {
+    model: &'a EntropyModel,
+    enc: &'a mut RansEncoder,
+}
+
+impl Sink for Coder<'_> {
+    fn uint(&mut self, table: usize, v: u32) {
+        let tok = &self.model.tokenizers[table];
+        let (token, raw, nbits) = tok.token(v);
+        self.enc.put_symbol(&self.model.tables[table], token);
+        if nbits > 0 {
+            self.enc.put_bits(raw, nbits);
+        }
+    }
+    fn bits(&mut self, v: u32, n: u32) {
+        self.enc.put_bits(v, n);
+    }
+}
+
+fn magnitude_and_sign(codec: ValueCodec, field: u32) -> (u32, Option<u32>) {
+    match codec {
+        ValueCodec::Q16 => {
+            let q = i32::from(field as u16 as i16);
+            (q.unsigned_abs(), (q != 0).then_some(u32::from(q < 0)))
+        }
+        ValueCodec::Q9s => (field & 511, Some((field >> 9) & 1)),
+        ValueCodec::MuLaw8 => (field & 127, Some((field >> 7) & 1)),
+        ValueCodec::F32 | ValueCodec::F16 => unreachable!("float fields are coded as raw bits"),
+    }
+}
+
+fn field_from(codec: ValueCodec, magnitude: u32, sign: u32) -> Result<u32, BlockError> {
+    Ok(match codec {
+        ValueCodec::Q16 => {
+            if magnitude > 32768 || (magnitude == 32768 && sign == 0) {
+                return Err(BlockError::ValueRange("q16 magnitude"));
+            }
+            let q = if sign == 1 { -(magnitude as i32) } else { magnitude as i32 };
+            u32::from(q as i16 as u16)
+        }
+        ValueCodec::Q9s => {
+            if magnitude > 511 {
+                return Err(BlockError::ValueRange("q9s magnitude"));
+            }
+            magnitude | (sign << 9)
+        }
+        ValueCodec::MuLaw8 => {
+            if magnitude > 127 {
+                return Err(BlockError::ValueRange("mu-law magnitude"));
+            }
+            magnitude | (sign << 7)
+        }
+        ValueCodec::F32 | ValueCodec::F16 => unreachable!("float fields are coded as raw bits"),
+    })
+}
+
+fn visit(block: &EncodedBlock, cfg: &BlockConfig, sink: &mut impl Sink) {
+    let b = cfg.block as u32;
+    match &block.residual {
+        Residual::Sparse(s) => {
+            sink.uint(HEAD, s.coefficients.len() as u32);
+            match cfg.values.scale_bytes(cfg.layout) {
+                0 => {}
+                2 => sink.bits(u32::from(f16::from_f32(s.scale).to_bits()), 16),
+                _ => sink.bits(s.scale.to_bits(), 32),
+            }
+            let mut next = 0u32;
+            for c in &s.coefficients {
+                let p = u32::from(c.row) * b + u32::from(c.col);
+                sink.uint(GAP, p - next);
+                next = p + 1;
+                match cfg.values {
+                    ValueCodec::F32 => sink.bits(c.field, 32),
+                    ValueCodec::F16 => sink.bits(c.field, 16),
+                    codec => {
+                        let (m, sign) = magnitude_and_sign(codec, c.field);
+                        sink.uint(SPARSE_MAGNITUDE, m);
+                        if let Some(sbit) = sign {
+                            if m != 0 || codec != ValueCodec::Q16 {
+                                sink.bits(sbit, 1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Residual::Dense(d) => {
+            sink.uint(HEAD, cfg.dense_head() as u32);
+            sink.uint(WIDTH, u32::from(d.width));
+            sink.bits(d.step.to_bits(), 32);
+            for &q in &d.values {
+                let m = i32::from(q).unsigned_abs();
+                sink.uint(DENSE_MAGNITUDE, m);
+                if m != 0 {
+                    sink.bits(u32::from(q < 0), 1);
+                }
+            }
+        }
+    }
+}
+
+impl EntropyModel {
+    /// Builds the tables from the blocks they will code.
+    pub fn build<'a>(blocks: impl IntoIterator<Item = &'a EncodedBlock>, cfg: &BlockConfig) -> Self {
+        let tokenizers: Vec<UintTokenizer> = DEFAULT_TOKENIZERS.iter().map(|&(d, m)| UintTokenizer::new(d, m)).collect();
+        let mut counter = Counter { tokenizers: tokenizers.clone(), counts: vec![Vec::new(); N_TABLES] };
+        for block in blocks {
+            visit(block, cfg, &mut counter);
+        }
+        let tables = counter.counts.iter().map(|c| FreqTable::from_counts(c)).collect();
+        EntropyModel { tables, tokenizers }
+    }
+
+    /// Appends the prelude (format.md 5).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        write_varint(out, self.tables.len() as u64);
+        for (t, &(d, m)) in self.tables.iter().zip(&DEFAULT_TOKENIZERS) {
+            out.push(d as u8);
+            out.push(m as u8);
+            t.write(out);
+        }
+    }
+
+    /// Reads a prelude written by [`EntropyModel::write`]; it must be consumed exactly.
+    pub fn read(bytes: &[u8]) -> Result<Self, BlockError> {
+        let mut pos = 0;
+        let n = read_varint(bytes, &mut pos, 2)?;
+        if n != N_TABLES as u64 {
+            return Err(BlockError::Entropy(crate::entropy::EntropyError::TableInvalid("table count")));
+        }
+        let mut tables = Vec::with_capacity(N_TABLES);
+        let mut tokenizers = Vec::with_capacity(N_TABLES);
+        for _ in 0..N_TABLES {
+            let d = u32::from(*bytes.get(pos).ok_or(BlockError::Truncated)?);
+            let m = u32::from(*bytes.get(pos + 1).ok_or(BlockError::Truncated)?);
+            pos += 2;
+            if d > 8 || m > d {
+                return Err(BlockError::Entropy(crate::entropy::EntropyError::TableInvalid("tokenizer")));
+            }
+            tokenizers.push(UintTokenizer::new(d, m));
+            tables.push(FreqTable::read(bytes, &mut pos)?);
+        }
+        if pos != bytes.len() {
+            return Err(BlockError::TrailingBytes(bytes.len() - pos));
+        }
+        Ok(EntropyModel { tables, tokenizers })
+    }
+
+    /// Appends the coded form of `block`: raw parameter bytes, then the rANS body.
+    pub fn encode_block(&self, block: &EncodedBlock, cfg: &BlockConfig, enc: &mut RansEncoder, out: &mut Vec<u8>) {
+        let mut raw = Vec::with_capacity(32);
+        write_params_raw(&block.params, cfg.params, &mut raw);
+        out.extend_from_slice(&raw);
+        visit(block, cfg, &mut Coder { model: self, enc });
+        enc.finish(out);
+    }
+
+    fn uint(&self, dec: &mut RansDecoder<'_>, table: usize) -> Result<u32, BlockError> {
+        let tok = &self.tokenizers[table];
+        let token = dec.get_symbol(&self.tables[table])?;
+        let nbits = tok.raw_bits(token);
+        if nbits > 24 {
+            return Err(BlockError::Entropy(crate::entropy::EntropyError::Corrupt("token too large")));
+        }
+        let raw = if nbits > 0 { dec.get_bits(nbits)? } else { 0 };
+        let v = tok.value(token, raw);
+        if v > MAX_CODED {
+            return Err(BlockError::Entropy(crate::entropy::EntropyError::Corrupt("integer out of range")));
+        }
+        Ok(v)
+    }
+
+    /// Decodes one coded block (exactly `bytes`).
+    pub fn decode_block(&self, bytes: &[u8], cfg: &BlockConfig) -> Result<EncodedBlock, BlockError> {
+        let mut pos = 0;
+        let params = crate::block::read_params(bytes, &mut pos, cfg.params)?;
+        let mut dec = RansDecoder::new(&bytes[pos..])?;
+        let head = self.uint(&mut dec, HEAD)?;
+        let n = cfg.block_area();
+        let residual = if (head as usize) <= n {
+            let scale = match cfg.values.scale_bytes(cfg.layout) {
+                0 => 1.0,
+                2 => f16::from_bits(dec.get_bits(16)? as u16).to_f32(),
+                _ => f32::from_bits(dec.get_bits(32)?),
+            };
+            let mut coefficients = Vec::with_capacity(head as usize);
+            let mut next = 0usize;
+            for _ in 0..head {
+                let p = next + self.uint(&mut dec, GAP)? as usize;
+                if p >= n {
+                    return Err(BlockError::CoordinateOutOfRange { row: (p / cfg.block) as u32, col: (p % cfg.block) as u32, block: cfg.block });
+                }
+                next = p + 1;
+                let field = match cfg.values {
+                    ValueCodec::F32 => dec.get_bits(32)?,
+                    ValueCodec::F16 => dec.get_bits(16)?,
+                    codec => {
+                        let m = self.uint(&mut dec, SPARSE_MAGNITUDE)?;
+                        let sign = if m != 0 || codec != ValueCodec::Q16 { dec.get_bits(1)? } else { 0 };
+                        field_from(codec, m, sign)?
+                    }
+                };
+                coefficients.push(Coefficient { row: (p / cfg.block) as u16, col: (p % cfg.block) as u16, field });
+            }
+            Residual::Sparse(SparseResidual { scale, coefficients })
+        } else if u64::from(head) == cfg.dense_head() {
+            let width = self.uint(&mut dec, WIDTH)?;
+            if !(1..=16).contains(&width) {
+                return Err(BlockError::BadWidth(width.min(255) as u8));
+            }
+            let step = f32::from_bits(dec.get_bits(32)?);
+            let mut values = Vec::with_capacity(n);
+            for _ in 0..n {
+                let m = self.uint(&mut dec, DENSE_MAGNITUDE)?;
+                let q = if m != 0 && dec.get_bits(1)? == 1 { -(m as i32) } else { m as i32 };
+                if !(-32768..=32767).contains(&q) {
+                    return Err(BlockError::ValueRange("dense value beyond i16"));
+                }
+                values.push(q as i16);
+            }
+            Residual::Dense(DenseResidual { width: width as u8, step, values })
+        } else {
+            return Err(BlockError::UnknownHead(u64::from(head)));
+        };
+        dec.finish()?;
+        let block = EncodedBlock { params, residual };
+        block.validate(cfg)?;
+        Ok(block)
+    }
+}
+
+fn write_params_raw(p: &RbeParams, precision: ParamsPrecision, out: &mut Vec<u8>) {
+    match precision {
+        ParamsPrecision::None => {}
+        ParamsPrecision::F32 => p.0.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes())),
+        ParamsPrecision::F16 => p.0.iter().for_each(|t| out.extend_from_slice(&f16::from_f32(*t).to_le_bytes())),
+    }
+}

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod basis;
+pub mod block;
+pub mod coded;
+pub mod container;
+pub mod entropy;
+pub mod error;
+pub mod layout;
+pub mod settings;
+pub mod shared;
+pub mod tensor;
+pub mod transform;
+pub mod values;
+pub mod varint;
+
+pub use block::{BlockDecoder, Coefficient, DenseResidual, EncodedBlock, RbeParams, Residual, SparseResidual};
+pub use container::{Entry, RbeFile, RbeWriter, SafetensorsWriter, VerbatimTensor};
+pub use error::{BlockError, FormatError};
+pub use settings::{BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec, BLOCK_SIZES};
+pub use shared::SharedBytes;
+pub use tensor::{checksum, EncodedTensor, TensorDesc};
+pub use transform::TransformPlan;

@@ -1,0 +1,315 @@
+//! `EncodedTensor`: a tensor's description, block grid and runtime block stream (format.md 1, 4),
+//! with conversion to and from the stored stream and the reference decode to dense f32.
+
+use crate::block::{BlockDecoder, EncodedBlock, Residual};
+use crate::coded::EntropyModel;
+use crate::entropy::rans::RansEncoder;
+use crate::error::{BlockError, FormatError};
+use crate::settings::{BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
+use crate::shared::SharedBytes;
+use serde::{Deserialize, Serialize};
+
+/// Largest element count a tensor may declare (2^40).
+pub const MAX_ELEMENTS: u64 = 1 << 40;
+
+/// A compressed tensor's description, stored as JSON in the container's metadata (format.md 6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorDesc {
+    /// Original shape (N-D allowed; compressed as `[d0, product of the rest]`).
+    pub shape: Vec<u64>,
+    /// Source dtype: `F32`, `F16` or `BF16`.
+    pub dtype: String,
+    /// Block edge.
+    pub block: usize,
+    /// Residual transform.
+    pub transform: Transform,
+    /// Sparse entry layout.
+    pub layout: Layout,
+    /// Sparse value codec.
+    pub values: ValueCodec,
+    /// Parameter storage.
+    pub params: ParamsPrecision,
+    /// Storage coding.
+    pub entropy: Entropy,
+    /// Encoder profile, if one was named.
+    pub profile: Option<String>,
+    /// Decode-cache size (blocks) the profile recommends.
+    pub cache_blocks: usize,
+    /// Achieved RMSE, measured on the decode.
+    pub rmse: f64,
+    /// Achieved RMSE / std of the original tensor.
+    pub rel_rmse: f64,
+    /// Standard deviation of the original tensor.
+    pub std: f64,
+    /// Mean stored coefficients per block.
+    pub k_mean: f64,
+    /// Blocks with a sparse residual.
+    pub sparse: usize,
+    /// Blocks with a dense residual.
+    pub dense: usize,
+    /// Bytes of the stored stream.
+    pub stream_bytes: u64,
+    /// XXH3-64 of the stored stream, 16 lowercase hex digits.
+    pub xxh3: String,
+}
+
+impl TensorDesc {
+    /// The block configuration of this tensor (validated).
+    pub fn block_config(&self) -> Result<BlockConfig, FormatError> {
+        let cfg = BlockConfig { block: self.block, transform: self.transform, layout: self.layout, values: self.values, params: self.params };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+    /// The 2-D matrix shape `[rows, cols]` the blocks cover.
+    pub fn matrix_shape(&self) -> Result<(usize, usize), String> {
+        let (&first, rest) = self.shape.split_first().ok_or("empty shape")?;
+        let cols = rest.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
+        let n = first.checked_mul(cols).ok_or("shape overflows")?;
+        if first == 0 || cols == 0 {
+            return Err("zero-sized dimension".into());
+        }
+        if n > MAX_ELEMENTS {
+            return Err(format!("{n} elements exceed the limit of 2^40"));
+        }
+        Ok((first as usize, cols as usize))
+    }
+}
+
+/// XXH3-64 of `bytes` as 16 hex digits.
+pub fn checksum(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// A compressed tensor, held in the runtime layout (entropy coding already undone).
+#[derive(Debug, Clone)]
+pub struct EncodedTensor {
+    name: String,
+    desc: TensorDesc,
+    cfg: BlockConfig,
+    rows: usize,
+    cols: usize,
+    grid: (usize, usize),
+    /// Runtime block bytes, concatenated.
+    blocks: SharedBytes,
+    /// End offset of each block in `blocks`.
+    ends: Vec<u32>,
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes.get(at..at.checked_add(4)?).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+impl EncodedTensor {
+    /// Builds a tensor from its blocks (row-major grid order) and description. `desc.stream_bytes`
+    /// and `desc.xxh3` are filled in by [`EncodedTensor::to_stream`].
+    pub fn from_blocks(name: &str, desc: TensorDesc, blocks: &[EncodedBlock]) -> Result<Self, FormatError> {
+        let cfg = desc.block_config()?;
+        let (rows, cols) = desc.matrix_shape().map_err(|e| FormatError::tensor(name, e))?;
+        let grid = (rows.div_ceil(cfg.block), cols.div_ceil(cfg.block));
+        if blocks.len() != grid.0 * grid.1 {
+            return Err(FormatError::tensor(name, format!("{} blocks for a {}x{} grid", blocks.len(), grid.0, grid.1)));
+        }
+        let mut bytes = Vec::new();
+        let mut ends = Vec::with_capacity(blocks.len());
+        for (i, b) in blocks.iter().enumerate() {
+            b.write(&cfg, &mut bytes).map_err(|e| FormatError::block(name, i, e))?;
+            ends.push(u32::try_from(bytes.len()).map_err(|_| FormatError::tensor(name, "stream exceeds 4 GiB"))?);
+        }
+        Ok(EncodedTensor { name: name.to_owned(), desc, cfg, rows, cols, grid, blocks: bytes.into(), ends })
+    }
+
+    /// Reads a stored stream (format.md 4, 5), checking the checksum when `verify_checksum`.
+    /// Entropy-coded blocks are decoded to the runtime layout; raw streams stay zero-copy.
+    pub fn from_stream(name: &str, desc: TensorDesc, stream: SharedBytes, verify_checksum: bool) -> Result<Self, FormatError> {
+        let err = |r: String| FormatError::tensor(name, r);
+        let cfg = desc.block_config().map_err(|e| err(e.to_string()))?;
+        let (rows, cols) = desc.matrix_shape().map_err(err)?;
+        if stream.len() as u64 != desc.stream_bytes {
+            return Err(err(format!("stream holds {} bytes, description says {}", stream.len(), desc.stream_bytes)));
+        }
+        if verify_checksum && checksum(&stream) != desc.xxh3 {
+            return Err(err(format!("checksum mismatch (stored {}, computed {})", desc.xxh3, checksum(&stream))));
+        }
+        let grid = (rows.div_ceil(cfg.block), cols.div_ceil(cfg.block));
+        let n_blocks = grid.0 * grid.1;
+        let prelude_len = read_u32(&stream, 0).ok_or_else(|| err("stream shorter than its prelude length".into()))? as usize;
+        let index_at = 4usize.checked_add(prelude_len).filter(|&e| e <= stream.len()).ok_or_else(|| err("prelude runs past the stream".into()))?;
+        // Check the index fits before allocating anything sized by the grid.
+        let blocks_at = n_blocks
+            .checked_mul(4)
+            .and_then(|l| l.checked_add(index_at))
+            .filter(|&e| e <= stream.len())
+            .ok_or_else(|| err(format!("stream too short for the index of {n_blocks} blocks")))?;
+        let area_len = stream.len() - blocks_at;
+        let mut ends = Vec::with_capacity(n_blocks);
+        let mut prev = 0u32;
+        for i in 0..n_blocks {
+            let e = read_u32(&stream, index_at + 4 * i).expect("bounds checked above");
+            if e < prev || e as usize > area_len {
+                return Err(FormatError::block(name, i, BlockError::Truncated));
+            }
+            ends.push(e);
+            prev = e;
+        }
+        if prev as usize != area_len {
+            return Err(err(format!("{} bytes after the last block", area_len - prev as usize)));
+        }
+        let area = stream.slice(blocks_at..stream.len()).expect("in bounds");
+        let (blocks, ends) = match desc.entropy {
+            Entropy::None => {
+                if prelude_len != 0 {
+                    return Err(err("raw stream with a non-empty prelude".into()));
+                }
+                (area, ends)
+            }
+            Entropy::Rans => {
+                let model = EntropyModel::read(&stream[4..index_at]).map_err(|e| err(format!("entropy prelude: {e}")))?;
+                let mut runtime = Vec::with_capacity(area_len * 2);
+                let mut runtime_ends = Vec::with_capacity(n_blocks);
+                let mut start = 0usize;
+                for (i, &e) in ends.iter().enumerate() {
+                    let block = model.decode_block(&area[start..e as usize], &cfg).map_err(|x| FormatError::block(name, i, x))?;
+                    block.write(&cfg, &mut runtime).map_err(|x| FormatError::block(name, i, x))?;
+                    runtime_ends.push(u32::try_from(runtime.len()).map_err(|_| err("runtime stream exceeds 4 GiB".into()))?);
+                    start = e as usize;
+                }
+                (SharedBytes::from(runtime), runtime_ends)
+            }
+        };
+        let t = EncodedTensor { name: name.to_owned(), desc, cfg, rows, cols, grid, blocks, ends };
+        if t.desc.entropy == Entropy::None {
+            // Raw blocks are read in place later: validate them all now so a bad block never
+            // surfaces in the middle of a product.
+            for i in 0..n_blocks {
+                t.block(i)?;
+            }
+        }
+        Ok(t)
+    }
+
+    /// Serialises to the stored stream with the given storage coding, and records the stream's
+    /// size, checksum and coding in the description.
+    pub fn to_stream(&mut self, entropy: Entropy) -> Result<Vec<u8>, FormatError> {
+        let n = self.block_count();
+        let mut out = Vec::with_capacity(self.blocks.len() + 4 * n + 64);
+        match entropy {
+            Entropy::None => {
+                out.extend_from_slice(&0u32.to_le_bytes());
+                for e in &self.ends {
+                    out.extend_from_slice(&e.to_le_bytes());
+                }
+                out.extend_from_slice(&self.blocks);
+            }
+            Entropy::Rans => {
+                let blocks: Vec<EncodedBlock> = (0..n).map(|i| self.block(i)).collect::<Result<_, _>>()?;
+                let model = EntropyModel::build(&blocks, &self.cfg);
+                let mut prelude = Vec::new();
+                model.write(&mut prelude);
+                let mut area = Vec::with_capacity(self.blocks.len());
+                let mut ends = Vec::with_capacity(n);
+                let mut enc = RansEncoder::new();
+                for b in &blocks {
+                    model.encode_block(b, &self.cfg, &mut enc, &mut area);
+                    ends.push(u32::try_from(area.len()).map_err(|_| FormatError::tensor(&self.name, "stream exceeds 4 GiB"))?);
+                }
+                out.extend_from_slice(&(prelude.len() as u32).to_le_bytes());
+                out.extend_from_slice(&prelude);
+                for e in &ends {
+                    out.extend_from_slice(&e.to_le_bytes());
+                }
+                out.extend_from_slice(&area);
+            }
+        }
+        self.desc.entropy = entropy;
+        self.desc.stream_bytes = out.len() as u64;
+        self.desc.xxh3 = checksum(&out);
+        Ok(out)
+    }
+
+    /// Tensor name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Its description.
+    pub fn desc(&self) -> &TensorDesc {
+        &self.desc
+    }
+    /// Mutable description (encoder fills in measured error and counts).
+    pub fn desc_mut(&mut self) -> &mut TensorDesc {
+        &mut self.desc
+    }
+    /// Block configuration.
+    pub fn config(&self) -> &BlockConfig {
+        &self.cfg
+    }
+    /// Rows of the 2-D matrix.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns of the 2-D matrix.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Block grid `(block rows, block columns)`.
+    pub fn grid(&self) -> (usize, usize) {
+        self.grid
+    }
+    /// Number of blocks.
+    pub fn block_count(&self) -> usize {
+        self.ends.len()
+    }
+    /// Bytes of the runtime block stream (what stays resident).
+    pub fn runtime_bytes(&self) -> usize {
+        self.blocks.len() + 4 * self.ends.len()
+    }
+    /// Valid `(height, width)` of block `i`.
+    pub fn block_extent(&self, i: usize) -> (usize, usize) {
+        let (br, bc) = (i / self.grid.1, i % self.grid.1);
+        let b = self.cfg.block;
+        ((self.rows - br * b).min(b), (self.cols - bc * b).min(b))
+    }
+    /// Runtime bytes of block `i` (section 3 layout), for in-place readers.
+    pub fn block_bytes(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.blocks[start..self.ends[i] as usize]
+    }
+    /// Parses block `i`.
+    pub fn block(&self, i: usize) -> Result<EncodedBlock, FormatError> {
+        EncodedBlock::parse(self.block_bytes(i), &self.cfg).map_err(|e| FormatError::block(&self.name, i, e))
+    }
+
+    /// Reference decode to the dense row-major `rows x cols` matrix.
+    pub fn decode(&self) -> Result<Vec<f32>, FormatError> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        let mut dec = BlockDecoder::new(self.cfg);
+        let b = self.cfg.block;
+        for i in 0..self.block_count() {
+            let block = self.block(i)?;
+            let vals = dec.decode(&block);
+            let (h, w) = self.block_extent(i);
+            let (r0, c0) = ((i / self.grid.1) * b, (i % self.grid.1) * b);
+            for r in 0..h {
+                let dst = &mut out[(r0 + r) * self.cols + c0..][..w];
+                for (d, s) in dst.iter_mut().zip(&vals[r * b..r * b + w]) {
+                    *d = *s as f32;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts of (sparse, dense) blocks and the mean stored coefficients per block.
+    pub fn residual_mix(&self) -> Result<(usize, usize, f64), FormatError> {
+        let (mut sparse, mut dense, mut k) = (0, 0, 0usize);
+        for i in 0..self.block_count() {
+            let b = self.block(i)?;
+            k += b.coefficient_count();
+            match b.residual {
+                Residual::Sparse(_) => sparse += 1,
+                Residual::Dense(_) => dense += 1,
+            }
+        }
+        Ok((sparse, dense, k as f64 / self.block_count().max(1) as f64))
+    }
+}
