@@ -1,2 +1,79 @@
-//! placeholder
-fn main(){}
+//! `rbe`: compress weight matrices to an error target and work with the compressed files.
+//!
+//! Exit codes: 0 success, 1 bad input (unreadable, corrupt or invalid file, impossible target),
+//! 2 usage error (clap).
+
+mod decode;
+mod encode;
+mod inspect;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "rbe", version, about = "RBE: block-wise compression of neural-network weights to an error target")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compress a safetensors model (single file or sharded index) to an .rbe container.
+    Encode(encode::EncodeArgs),
+    /// Expand an .rbe file back to a dense safetensors file.
+    Decode(DecodeArgs),
+    /// List the tensors of an .rbe file: shapes, bytes, bits per weight, settings, recorded error.
+    Inspect(InspectArgs),
+    /// Check every checksum and decode every block of an .rbe file.
+    Verify(VerifyArgs),
+}
+
+/// `rbe decode FILE -o OUT.safetensors [--dtype f32|f16|bf16]`
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    /// The .rbe file.
+    pub input: PathBuf,
+    /// Output safetensors file (written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Dtype of the decoded compressed tensors (verbatim tensors keep theirs).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    pub dtype: String,
+}
+
+/// `rbe inspect FILE [--json]`
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// The .rbe file.
+    pub input: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rbe verify FILE`
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The .rbe file.
+    pub input: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Encode(a) => encode::run(a),
+        Command::Decode(a) => decode::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Verify(a) => verify::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

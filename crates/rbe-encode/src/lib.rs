@@ -1,1 +1,1 @@
-//! placeholder
+//! RBE encoder: fit, transform, residual selection to an error target, quantisation.

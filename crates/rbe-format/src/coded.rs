@@ -193,10 +193,8 @@ impl EntropyModel {
             let d = u32::from(*bytes.get(pos).ok_or(BlockError::Truncated)?);
             let m = u32::from(*bytes.get(pos + 1).ok_or(BlockError::Truncated)?);
             pos += 2;
-            if d > 8 || m > d {
-                return Err(BlockError::Entropy(crate::entropy::EntropyError::TableInvalid("tokenizer")));
-            }
-            tokenizers.push(UintTokenizer::new(d, m));
+            let tok = UintTokenizer::try_new(d, m).ok_or(BlockError::Entropy(crate::entropy::EntropyError::TableInvalid("tokenizer")))?;
+            tokenizers.push(tok);
             tables.push(FreqTable::read(bytes, &mut pos)?);
         }
         if pos != bytes.len() {

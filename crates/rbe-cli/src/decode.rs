@@ -1,0 +1,5 @@
+//! `rbe decode`.
+
+pub fn run(_args: &crate::DecodeArgs) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}
