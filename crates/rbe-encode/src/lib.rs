@@ -1,1 +1,24 @@
-//! RBE encoder: fit, transform, residual selection to an error target, quantisation.
+//! RBE encoder: for every block, a least-squares fit of the 8 RBE parameters, the residual's
+//! DCT/DWT coefficients, and the cheaper of two residual kinds (sparse top-K or dense fixed-width)
+//! at one quantisation step per tensor, found so that the tensor meets its error target on the
+//! real decode. Also reads safetensors models (single or sharded) and writes `.rbe` containers.
+//!
+//! Architecture invariant: the encoder only produces blocks and streams through `rbe-format`'s
+//! public model; it never writes bytes the format crate has not validated.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod fit;
+pub mod model;
+pub mod profile;
+pub mod rate;
+pub mod settings;
+pub mod source;
+pub mod tensor;
+
+pub use error::EncodeError;
+pub use model::{encode_model, EncodeReport, ModelOptions, TensorReport};
+pub use profile::Profile;
+pub use settings::{EncodeSettings, ParamsChoice, Target};
+pub use source::{SourceModel, SourceTensor};
+pub use tensor::{encode_tensor, EncodedOutput};
