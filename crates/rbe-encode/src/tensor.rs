@@ -7,7 +7,7 @@ use crate::rate::RateModel;
 use crate::settings::{EncodeSettings, ParamsChoice, Target};
 use rayon::prelude::*;
 use rbe_format::basis::N_PARAMS;
-use rbe_format::layout::{dense_payload_bytes, fits_width};
+use rbe_format::layout::{dense_payload_bytes, fits_width, needed_width};
 use rbe_format::values::{decode_value, encode_value, scale_for};
 use rbe_format::{
     BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, ParamsPrecision, RbeParams,
@@ -174,87 +174,111 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
     drop(thetas);
 
     let n_valid = (rows * cols) as f64;
-    let blocks: Vec<EncodedBlock> = match (settings.target, target_rmse) {
-        (Target::TopK(k), _) => prepared.par_iter().map(|p| top_k_block(p, k, &cfg)).collect(),
-        _ if exact_constant => prepared.iter().map(|p| EncodedBlock { params: RbeParams(p.params), residual: Residual::Sparse(SparseResidual { scale: 1.0, coefficients: vec![] }) }).collect(),
-        (_, Some(t)) => {
-            let budget = t * t * n_valid;
-            let max_abs = prepared.iter().flat_map(|p| p.coefs.iter()).fold(0f32, |m, &c| m.max(c.abs()));
-            let min_step = f64::from(max_abs) / 32767.0;
-            let mut step = find_step(&prepared, budget * 0.999, min_step).ok_or_else(|| {
-                let best = quant_error(&prepared, min_step.max(f64::MIN_POSITIVE));
-                EncodeError::ImpossibleTarget {
-                    tensor: name.to_owned(),
-                    reason: format!(
-                        "16-bit residual coefficients reach at best rmse {:.3e} (relative {:.3e}); asked {:.3e}",
-                        (best / n_valid).sqrt(),
-                        (best / n_valid).sqrt() / std.max(f64::MIN_POSITIVE),
-                        t
-                    ),
+    let mut step_state = None;
+    if let (Target::RelRmse(_) | Target::Rmse(_), Some(t), false) = (settings.target, target_rmse, exact_constant) {
+        let budget = t * t * n_valid;
+        let max_abs = prepared.iter().flat_map(|p| p.coefs.iter()).fold(0f32, |m, &c| m.max(c.abs()));
+        let min_step = f64::from(max_abs) / 32767.0;
+        let step = find_step(&prepared, budget * 0.999, min_step).ok_or_else(|| {
+            let best = quant_error(&prepared, min_step.max(f64::MIN_POSITIVE));
+            EncodeError::ImpossibleTarget {
+                tensor: name.to_owned(),
+                reason: format!(
+                    "16-bit residual coefficients reach at best rmse {:.3e} (relative {:.3e}); asked {:.3e}",
+                    (best / n_valid).sqrt(),
+                    (best / n_valid).sqrt() / std.max(f64::MIN_POSITIVE),
+                    t
+                ),
+            }
+        })?;
+        step_state = Some((step, min_step));
+    }
+
+    // Choose the blocks, store them, load them back and measure the real decode; should float
+    // rounding push a tensor over its target, tighten the step and go again.
+    let mut attempt = 0;
+    loop {
+        let blocks: Vec<EncodedBlock> = match (settings.target, step_state) {
+            (Target::TopK(k), _) => prepared.par_iter().map(|p| top_k_block(p, k, &cfg)).collect(),
+            (_, Some((step, _))) => choose_blocks(&prepared, step as f32, &cfg, settings.entropy),
+            (_, None) => prepared
+                .iter()
+                .map(|p| EncodedBlock { params: RbeParams(p.params), residual: Residual::Sparse(SparseResidual { scale: 1.0, coefficients: vec![] }) })
+                .collect(),
+        };
+        let (sparse, dense) = blocks.iter().fold((0, 0), |(s, d), b| match b.residual {
+            Residual::Sparse(_) => (s + 1, d),
+            Residual::Dense(_) => (s, d + 1),
+        });
+        let k_mean = blocks.iter().map(|b| b.coefficient_count()).sum::<usize>() as f64 / n_blocks as f64;
+        let desc = TensorDesc {
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            dtype: dtype.to_owned(),
+            block: b,
+            transform: settings.transform,
+            layout: settings.layout,
+            values: settings.values,
+            params,
+            entropy: settings.entropy,
+            profile: settings.profile.map(|p| p.name().to_owned()),
+            cache_blocks: settings.cache_blocks(),
+            rmse: 0.0,
+            rel_rmse: 0.0,
+            std,
+            k_mean,
+            sparse,
+            dense,
+            stream_bytes: 0,
+            xxh3: String::new(),
+        };
+        let (built, stream) = EncodedTensor::encode(name, desc, &blocks, settings.entropy)?;
+        drop(blocks);
+        // Measure the error on what a reader gets back from the stored bytes.
+        let mut loaded = EncodedTensor::from_stream(name, built.desc().clone(), SharedBytes::from(stream.clone()), true)?;
+        let loaded_blocks: Vec<EncodedBlock> = (0..loaded.block_count()).into_par_iter().map(|i| loaded.block(i)).collect::<Result<_, _>>()?;
+        let err = decode_error(&loaded_blocks, &cfg, data, rows, cols, grid);
+        let rmse = (err / n_valid).sqrt();
+        let rel = if std > 0.0 { rmse / std } else { 0.0 };
+        if let (Some(t), Some((step, min_step))) = (target_rmse, step_state) {
+            if rmse > t {
+                if attempt < 3 && step > min_step {
+                    step_state = Some(((step * (t / rmse) * 0.999).max(min_step), min_step));
+                    attempt += 1;
+                    continue;
                 }
-            })?;
-            // Choose kinds, then check on the real decode; tighten the step if rounding pushed the
-            // error over (rare: the coefficient-domain error is exact up to float rounding).
-            let mut attempt = 0;
-            loop {
-                let blocks = choose_blocks(&prepared, step as f32, &cfg, settings.entropy);
-                let err = decode_error(&blocks, &cfg, data, rows, cols, grid);
-                if std::env::var_os("RBE_DEBUG").is_some() {
-                    eprintln!("{name}: step {step:.4e} min_step {min_step:.4e} budget {budget:.4e} decode err {err:.4e} coef err {:.4e}", quant_error(&prepared, step));
-                }
-                if err <= budget || attempt == 3 {
-                    break blocks;
-                }
-                step = (step * (budget / err).sqrt() * 0.999).max(min_step);
-                attempt += 1;
+                return Err(EncodeError::TargetMissed { tensor: name.to_owned(), achieved: rel, target: if std > 0.0 { t / std } else { t } });
             }
         }
-        (_, None) => unreachable!("targets other than top-K carry an rmse"),
-    };
-
-    let (sparse, dense) = blocks.iter().fold((0, 0), |(s, d), b| match b.residual {
-        Residual::Sparse(_) => (s + 1, d),
-        Residual::Dense(_) => (s, d + 1),
-    });
-    let k_mean = blocks.iter().map(|b| b.coefficient_count()).sum::<usize>() as f64 / n_blocks as f64;
-    let desc = TensorDesc {
-        shape: shape.iter().map(|&d| d as u64).collect(),
-        dtype: dtype.to_owned(),
-        block: b,
-        transform: settings.transform,
-        layout: settings.layout,
-        values: settings.values,
-        params,
-        entropy: settings.entropy,
-        profile: settings.profile.map(|p| p.name().to_owned()),
-        cache_blocks: settings.cache_blocks(),
-        rmse: 0.0,
-        rel_rmse: 0.0,
-        std,
-        k_mean,
-        sparse,
-        dense,
-        stream_bytes: 0,
-        xxh3: String::new(),
-    };
-    let mut built = EncodedTensor::from_blocks(name, desc, &blocks)?;
-    drop(blocks);
-    let stream = built.to_stream(settings.entropy)?;
-    // Measure the error on what a reader gets back from the stored bytes.
-    let loaded = EncodedTensor::from_stream(name, built.desc().clone(), SharedBytes::from(stream.clone()), true)?;
-    let loaded_blocks: Vec<EncodedBlock> = (0..loaded.block_count()).into_par_iter().map(|i| loaded.block(i)).collect::<Result<_, _>>()?;
-    let err = decode_error(&loaded_blocks, &cfg, data, rows, cols, grid);
-    let rmse = (err / n_valid).sqrt();
-    let rel = if std > 0.0 { rmse / std } else { 0.0 };
-    if let (Some(t), true) = (target_rmse, target_rmse.is_some_and(|t| rmse > t * (1.0 + 1e-9))) {
-        return Err(EncodeError::TargetMissed { tensor: name.to_owned(), achieved: rel, target: if std > 0.0 { t / std } else { t } });
+        if exact_constant && err != 0.0 {
+            return Err(EncodeError::TargetMissed { tensor: name.to_owned(), achieved: rel, target: 0.0 });
+        }
+        // The measured error lives in the description (metadata), not in the checksummed stream.
+        let desc = loaded.desc_mut();
+        desc.rmse = rmse;
+        desc.rel_rmse = rel;
+        return Ok(EncodedOutput { tensor: loaded, stream });
     }
-    // The measured error lives in the description (metadata), not in the checksummed stream.
-    let mut loaded = loaded;
-    let desc = loaded.desc_mut();
-    desc.rmse = rmse;
-    desc.rel_rmse = rel;
-    Ok(EncodedOutput { tensor: loaded, stream })
+}
+
+/// `round(c * inv)` half away from zero, without a libm call (the default x86-64 target has no
+/// SSE4.1 `roundss`); used for every quantisation so error accounting and blocks agree.
+#[inline]
+fn quantise(c: f32, inv: f32) -> f32 {
+    let x = c * inv;
+    (x + 0.5f32.copysign(x)).trunc_fast()
+}
+
+trait TruncFast {
+    fn trunc_fast(self) -> f32;
+}
+
+impl TruncFast for f32 {
+    #[inline]
+    fn trunc_fast(self) -> f32 {
+        // Integer conversion truncates toward zero; all quantised values fit i32 comfortably
+        // (|c / step| <= 32767.5 by construction of the minimum step).
+        if self.abs() < 8_388_608.0 { self as i32 as f32 } else { self }
+    }
 }
 
 /// Sum of squared coefficient-domain errors of uniform quantisation with `step` (the decode error
@@ -264,7 +288,7 @@ fn quant_error(prepared: &[Prepared], step: f64) -> f64 {
     let s = step as f32;
     let per_block: Vec<f64> = prepared
         .par_iter()
-        .map(|p| p.coefs.iter().map(|&c| f64::from(c - (c * inv).round() * s).powi(2)).sum())
+        .map(|p| p.coefs.iter().map(|&c| f64::from(c - quantise(c, inv) * s).powi(2)).sum())
         .collect();
     per_block.iter().sum()
 }
@@ -283,9 +307,6 @@ fn find_step(prepared: &[Prepared], budget: f64, min_step: f64) -> Option<f64> {
     let mut step = guess;
     for _ in 0..40 {
         let e = quant_error(prepared, step);
-        if std::env::var_os("RBE_DEBUG").is_some() {
-            eprintln!("  find_step: step {step:.5e} err {e:.5e} budget {budget:.5e} lo {lo:.3e} hi {hi:.3e}");
-        }
         if e <= budget {
             lo = step;
             if e >= budget * 0.995 {
@@ -326,36 +347,39 @@ fn top_k_block(p: &Prepared, k: usize, cfg: &BlockConfig) -> EncodedBlock {
 }
 
 /// Picks, per block, the cheaper of the dense and sparse residual at quantisation `step`.
+///
+/// Storage cost decides (estimated entropy-coded bits, or exact raw bytes with entropy off), with
+/// one guard for the runtime: a sparse block may not take more than 1.5x the dense block's runtime
+/// bytes, since loading expands entropy-coded blocks to their fixed-width layout.
 fn choose_blocks(prepared: &[Prepared], step: f32, cfg: &BlockConfig, entropy: Entropy) -> Vec<EncodedBlock> {
     let inv = 1.0 / step;
-    let quantised: Vec<Vec<i16>> = prepared.par_iter().map(|p| p.coefs.iter().map(|&c| (c * inv).round() as i16).collect()).collect();
+    let quantised: Vec<Vec<i16>> = prepared.par_iter().map(|p| p.coefs.iter().map(|&c| quantise(c, inv) as i16).collect()).collect();
     let rate = RateModel::from_blocks(&quantised);
+    let entry = cfg.layout.entry_bytes();
+    let scale_bytes = cfg.values.scale_bytes(cfg.layout);
     prepared
         .par_iter()
         .zip(quantised.into_par_iter())
         .map(|(p, q)| {
             let dense = dense_block(p, q, step);
-            let (dense_cost, dense_err) = match &dense.residual {
-                Residual::Dense(d) => (
-                    match entropy {
-                        Entropy::Rans => rate.dense_bits(&d.values),
-                        Entropy::None => 8.0 * raw_dense_bytes(d) as f64,
-                    },
-                    block_error(p, &dense, cfg),
-                ),
-                Residual::Sparse(_) => unreachable!("dense_block builds a dense residual"),
+            let Residual::Dense(d) = &dense.residual else { unreachable!("dense_block builds a dense residual") };
+            let dense_raw = raw_dense_bytes(d);
+            let nonzero = d.values.iter().filter(|&&v| v != 0).count();
+            let sparse_raw = scale_bytes + nonzero * entry;
+            let (dense_cost, sparse_cost) = match entropy {
+                Entropy::Rans => (rate.dense_bits(&d.values), rate.sparse_bits_estimate(&d.values, nonzero, cfg)),
+                Entropy::None => (8.0 * dense_raw as f64, 8.0 * sparse_raw as f64),
             };
-            if let Some(sparse) = sparse_block(p, &dense, step, cfg) {
-                let sparse_cost = match (&sparse.residual, entropy) {
-                    (Residual::Sparse(s), Entropy::Rans) => rate.sparse_bits(s, cfg),
-                    (Residual::Sparse(s), Entropy::None) => 8.0 * (cfg.values.scale_bytes(cfg.layout) + s.coefficients.len() * cfg.layout.entry_bytes()) as f64,
-                    _ => unreachable!("sparse_block builds a sparse residual"),
-                };
-                if sparse_cost < dense_cost && block_error(p, &sparse, cfg) <= dense_err * (1.0 + 1e-6) + 1e-30 {
-                    return sparse;
-                }
+            if sparse_cost >= dense_cost || 2 * sparse_raw > 3 * dense_raw {
+                return dense;
             }
-            dense
+            let sparse = sparse_block(p, &dense, step, cfg);
+            // q16 reuses the dense integers: same reconstruction. Other codecs must not add error.
+            if cfg.values == ValueCodec::Q16 || block_error(p, &sparse, cfg) <= block_error(p, &dense, cfg) * (1.0 + 1e-6) + 1e-30 {
+                sparse
+            } else {
+                dense
+            }
         })
         .collect()
 }
@@ -370,9 +394,7 @@ fn dense_block(p: &Prepared, q: Vec<i16>, step: f32) -> EncodedBlock {
     // needs[w] = values that need exactly w bits.
     let mut needs = [0usize; 17];
     for &v in &q {
-        let v = i32::from(v);
-        let w = (1..=16u8).find(|&w| fits_width(v, w)).unwrap_or(16);
-        needs[usize::from(w)] += 1;
+        needs[usize::from(needed_width(i32::from(v)).min(16))] += 1;
     }
     let n = q.len();
     let mut best = (usize::MAX, 16u8);
@@ -388,8 +410,8 @@ fn dense_block(p: &Prepared, q: Vec<i16>, step: f32) -> EncodedBlock {
 
 /// Sparse residual holding the dense block's nonzero coefficients, values through the codec
 /// (`q16` reuses the dense integers with the same step, so both kinds reconstruct identically).
-fn sparse_block(p: &Prepared, dense: &EncodedBlock, step: f32, cfg: &BlockConfig) -> Option<EncodedBlock> {
-    let Residual::Dense(d) = &dense.residual else { return None };
+fn sparse_block(p: &Prepared, dense: &EncodedBlock, step: f32, cfg: &BlockConfig) -> EncodedBlock {
+    let Residual::Dense(d) = &dense.residual else { unreachable!("called with a dense block") };
     let b = cfg.block;
     let nonzero: Vec<usize> = d.values.iter().enumerate().filter(|(_, v)| **v != 0).map(|(i, _)| i).collect();
     let max_abs = nonzero.iter().map(|&i| f64::from(p.coefs[i]).abs()).fold(0.0, f64::max);
@@ -404,7 +426,7 @@ fn sparse_block(p: &Prepared, dense: &EncodedBlock, step: f32, cfg: &BlockConfig
             Coefficient { row: (i / b) as u16, col: (i % b) as u16, field }
         })
         .collect();
-    Some(EncodedBlock { params: RbeParams(p.params), residual: Residual::Sparse(SparseResidual { scale, coefficients }) })
+    EncodedBlock { params: RbeParams(p.params), residual: Residual::Sparse(SparseResidual { scale, coefficients }) }
 }
 
 /// Coefficient-domain squared error of `block` against the prepared coefficients.

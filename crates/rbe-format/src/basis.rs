@@ -1,6 +1,7 @@
 //! The eight RBE basis functions sampled on a `b x b` block grid (format.md 2.1).
 
 use std::f64::consts::PI;
+use std::sync::{Arc, OnceLock};
 
 /// Number of RBE parameters.
 pub const N_PARAMS: usize = 8;
@@ -29,6 +30,14 @@ impl BasisTable {
             }
         }
         BasisTable { block, planes }
+    }
+    /// The table for `block` (8, 16, 32 or 64), built once per process and shared.
+    pub fn shared(block: usize) -> Arc<BasisTable> {
+        static TABLES: [OnceLock<Arc<BasisTable>>; 4] = [const { OnceLock::new() }; 4];
+        match crate::settings::BLOCK_SIZES.iter().position(|&b| b == block) {
+            Some(i) => TABLES[i].get_or_init(|| Arc::new(BasisTable::new(block))).clone(),
+            None => Arc::new(BasisTable::new(block)),
+        }
     }
     /// Block size.
     pub fn block(&self) -> usize {

@@ -336,7 +336,7 @@ fn parse_dense(bytes: &[u8], pos: &mut usize, cfg: &BlockConfig) -> Result<Dense
 /// scratch (all f64).
 pub struct BlockDecoder {
     cfg: BlockConfig,
-    basis: BasisTable,
+    basis: std::sync::Arc<BasisTable>,
     plan: TransformPlan<f64>,
     buf: Vec<f64>,
 }
@@ -346,7 +346,7 @@ impl BlockDecoder {
     pub fn new(cfg: BlockConfig) -> Self {
         BlockDecoder {
             cfg,
-            basis: BasisTable::new(cfg.block),
+            basis: BasisTable::shared(cfg.block),
             plan: TransformPlan::new(cfg.block, cfg.transform),
             buf: vec![0.0; cfg.block_area()],
         }

@@ -18,15 +18,15 @@ use half::f16;
 /// Table numbers (format.md 5).
 const HEAD: usize = 0;
 const GAP: usize = 1;
-const DENSE_MAGNITUDE: usize = 2;
+const DENSE_VALUE: usize = 2;
 const WIDTH: usize = 3;
-const SPARSE_MAGNITUDE: usize = 4;
+const SPARSE_VALUE: usize = 4;
 const N_TABLES: usize = 5;
 
 /// Tokenizer settings per table, chosen by the encoder and stored in the prelude.
 const DEFAULT_TOKENIZERS: [(u32, u32); N_TABLES] = [(4, 2), (4, 2), (5, 3), (4, 2), (4, 2)];
-/// Largest integer any table codes (dense magnitude 32768, head 4097, gaps < 4096).
-const MAX_CODED: u32 = 1 << 16;
+/// Largest integer any table codes (zigzag of an i16 is < 65536, head 4097, gaps < 4096).
+const MAX_CODED: u32 = u16::MAX as u32;
 
 /// The tensor's entropy model: one frequency table and tokenizer per coded field.
 #[derive(Debug, Clone)]
@@ -76,27 +76,28 @@ impl Sink for Coder<'_> {
     }
 }
 
-fn magnitude_and_sign(codec: ValueCodec, field: u32) -> (u32, Option<u32>) {
+/// Zigzag map of a signed integer to an unsigned one: 0, -1, 1, -2, 2 ... -> 0, 1, 2, 3, 4 ...
+#[inline]
+pub fn zigzag(v: i32) -> u32 {
+    ((v << 1) ^ (v >> 31)) as u32
+}
+
+/// Inverse of [`zigzag`].
+#[inline]
+pub fn unzigzag(u: u32) -> i32 {
+    ((u >> 1) as i32) ^ -((u & 1) as i32)
+}
+
+fn magnitude_and_sign(codec: ValueCodec, field: u32) -> (u32, u32) {
     match codec {
-        ValueCodec::Q16 => {
-            let q = i32::from(field as u16 as i16);
-            (q.unsigned_abs(), (q != 0).then_some(u32::from(q < 0)))
-        }
-        ValueCodec::Q9s => (field & 511, Some((field >> 9) & 1)),
-        ValueCodec::MuLaw8 => (field & 127, Some((field >> 7) & 1)),
-        ValueCodec::F32 | ValueCodec::F16 => unreachable!("float fields are coded as raw bits"),
+        ValueCodec::Q9s => (field & 511, (field >> 9) & 1),
+        ValueCodec::MuLaw8 => (field & 127, (field >> 7) & 1),
+        _ => unreachable!("only sign-magnitude codecs are split"),
     }
 }
 
 fn field_from(codec: ValueCodec, magnitude: u32, sign: u32) -> Result<u32, BlockError> {
     Ok(match codec {
-        ValueCodec::Q16 => {
-            if magnitude > 32768 || (magnitude == 32768 && sign == 0) {
-                return Err(BlockError::ValueRange("q16 magnitude"));
-            }
-            let q = if sign == 1 { -(magnitude as i32) } else { magnitude as i32 };
-            u32::from(q as i16 as u16)
-        }
         ValueCodec::Q9s => {
             if magnitude > 511 {
                 return Err(BlockError::ValueRange("q9s magnitude"));
@@ -109,8 +110,12 @@ fn field_from(codec: ValueCodec, magnitude: u32, sign: u32) -> Result<u32, Block
             }
             magnitude | (sign << 7)
         }
-        ValueCodec::F32 | ValueCodec::F16 => unreachable!("float fields are coded as raw bits"),
+        _ => unreachable!("only sign-magnitude codecs are split"),
     })
+}
+
+fn i16_from_zigzag(u: u32) -> Result<i16, BlockError> {
+    i16::try_from(unzigzag(u)).map_err(|_| BlockError::ValueRange("value beyond i16"))
 }
 
 fn visit(block: &EncodedBlock, cfg: &BlockConfig, sink: &mut impl Sink) {
@@ -131,14 +136,11 @@ fn visit(block: &EncodedBlock, cfg: &BlockConfig, sink: &mut impl Sink) {
                 match cfg.values {
                     ValueCodec::F32 => sink.bits(c.field, 32),
                     ValueCodec::F16 => sink.bits(c.field, 16),
+                    ValueCodec::Q16 => sink.uint(SPARSE_VALUE, zigzag(i32::from(c.field as u16 as i16))),
                     codec => {
                         let (m, sign) = magnitude_and_sign(codec, c.field);
-                        sink.uint(SPARSE_MAGNITUDE, m);
-                        if let Some(sbit) = sign {
-                            if m != 0 || codec != ValueCodec::Q16 {
-                                sink.bits(sbit, 1);
-                            }
-                        }
+                        sink.uint(SPARSE_VALUE, m);
+                        sink.bits(sign, 1);
                     }
                 }
             }
@@ -148,11 +150,7 @@ fn visit(block: &EncodedBlock, cfg: &BlockConfig, sink: &mut impl Sink) {
             sink.uint(WIDTH, u32::from(d.width));
             sink.bits(d.step.to_bits(), 32);
             for &q in &d.values {
-                let m = i32::from(q).unsigned_abs();
-                sink.uint(DENSE_MAGNITUDE, m);
-                if m != 0 {
-                    sink.bits(u32::from(q < 0), 1);
-                }
+                sink.uint(DENSE_VALUE, zigzag(i32::from(q)));
             }
         }
     }
@@ -251,9 +249,10 @@ impl EntropyModel {
                 let field = match cfg.values {
                     ValueCodec::F32 => dec.get_bits(32)?,
                     ValueCodec::F16 => dec.get_bits(16)?,
+                    ValueCodec::Q16 => u32::from(i16_from_zigzag(self.uint(&mut dec, SPARSE_VALUE)?)? as u16),
                     codec => {
-                        let m = self.uint(&mut dec, SPARSE_MAGNITUDE)?;
-                        let sign = if m != 0 || codec != ValueCodec::Q16 { dec.get_bits(1)? } else { 0 };
+                        let m = self.uint(&mut dec, SPARSE_VALUE)?;
+                        let sign = dec.get_bits(1)?;
                         field_from(codec, m, sign)?
                     }
                 };
@@ -268,12 +267,7 @@ impl EntropyModel {
             let step = f32::from_bits(dec.get_bits(32)?);
             let mut values = Vec::with_capacity(n);
             for _ in 0..n {
-                let m = self.uint(&mut dec, DENSE_MAGNITUDE)?;
-                let q = if m != 0 && dec.get_bits(1)? == 1 { -(m as i32) } else { m as i32 };
-                if !(-32768..=32767).contains(&q) {
-                    return Err(BlockError::ValueRange("dense value beyond i16"));
-                }
-                values.push(q as i16);
+                values.push(i16_from_zigzag(self.uint(&mut dec, DENSE_VALUE)?)?);
             }
             Residual::Dense(DenseResidual { width: width as u8, step, values })
         } else {

@@ -74,9 +74,16 @@ pub fn dense_payload_bytes(count: usize, width: u8) -> usize {
 }
 
 /// Whether `q` fits a `width`-bit two's-complement field.
+#[inline]
 pub fn fits_width(q: i32, width: u8) -> bool {
-    let half = 1i32 << (width - 1);
-    (-half..half).contains(&q)
+    needed_width(q) <= width
+}
+
+/// Smallest two's-complement width (1..=32) that holds `q`.
+#[inline]
+pub fn needed_width(q: i32) -> u8 {
+    // Bits of the magnitude-like value `q ^ (q >> 31)`, plus the sign bit.
+    (33 - (q ^ (q >> 31)).leading_zeros()) as u8
 }
 
 /// Appends `values` as `width`-bit two's-complement fields, LSB first. Values must fit.
@@ -141,6 +148,15 @@ mod tests {
             let mut back = vec![0; values.len()];
             unpack_bits(&bytes, width, &mut back).unwrap();
             assert_eq!(back, values, "width {width}");
+        }
+    }
+
+    #[test]
+    fn needed_width_matches_the_range_definition() {
+        for q in -70_000..70_000 {
+            let w = needed_width(q);
+            let fits = |w: u8| w >= 32 || (-(1i64 << (w - 1))..(1i64 << (w - 1))).contains(&i64::from(q));
+            assert!(fits(w) && (w == 1 || !fits(w - 1)), "{q} -> {w}");
         }
     }
 

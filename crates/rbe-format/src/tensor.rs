@@ -7,6 +7,7 @@ use crate::entropy::rans::RansEncoder;
 use crate::error::{BlockError, FormatError};
 use crate::settings::{BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
 use crate::shared::SharedBytes;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Largest element count a tensor may declare (2^40).
@@ -165,14 +166,23 @@ impl EncodedTensor {
             }
             Entropy::Rans => {
                 let model = EntropyModel::read(&stream[4..index_at]).map_err(|e| err(format!("entropy prelude: {e}")))?;
-                let mut runtime = Vec::with_capacity(area_len * 2);
+                // Blocks decode independently: in parallel, reassembled in order.
+                let pieces: Vec<Vec<u8>> = (0..n_blocks)
+                    .into_par_iter()
+                    .map(|i| {
+                        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+                        let block = model.decode_block(&area[start..ends[i] as usize], &cfg).map_err(|x| FormatError::block(name, i, x))?;
+                        let mut bytes = Vec::new();
+                        block.write(&cfg, &mut bytes).map_err(|x| FormatError::block(name, i, x))?;
+                        Ok(bytes)
+                    })
+                    .collect::<Result<_, FormatError>>()?;
+                let total: usize = pieces.iter().map(Vec::len).sum();
+                let mut runtime = Vec::with_capacity(total);
                 let mut runtime_ends = Vec::with_capacity(n_blocks);
-                let mut start = 0usize;
-                for (i, &e) in ends.iter().enumerate() {
-                    let block = model.decode_block(&area[start..e as usize], &cfg).map_err(|x| FormatError::block(name, i, x))?;
-                    block.write(&cfg, &mut runtime).map_err(|x| FormatError::block(name, i, x))?;
+                for p in pieces {
+                    runtime.extend_from_slice(&p);
                     runtime_ends.push(u32::try_from(runtime.len()).map_err(|_| err("runtime stream exceeds 4 GiB".into()))?);
-                    start = e as usize;
                 }
                 (SharedBytes::from(runtime), runtime_ends)
             }
@@ -181,16 +191,26 @@ impl EncodedTensor {
         if t.desc.entropy == Entropy::None {
             // Raw blocks are read in place later: validate them all now so a bad block never
             // surfaces in the middle of a product.
-            for i in 0..n_blocks {
-                t.block(i)?;
-            }
+            (0..n_blocks).into_par_iter().try_for_each(|i| t.block(i).map(drop))?;
         }
         Ok(t)
+    }
+
+    /// Builds a tensor from its blocks and serialises it in one go (no re-parse of the runtime
+    /// bytes): returns the tensor (description completed) and its stored stream.
+    pub fn encode(name: &str, desc: TensorDesc, blocks: &[EncodedBlock], entropy: Entropy) -> Result<(Self, Vec<u8>), FormatError> {
+        let mut t = Self::from_blocks(name, desc, blocks)?;
+        let stream = t.stream_of(entropy, Some(blocks))?;
+        Ok((t, stream))
     }
 
     /// Serialises to the stored stream with the given storage coding, and records the stream's
     /// size, checksum and coding in the description.
     pub fn to_stream(&mut self, entropy: Entropy) -> Result<Vec<u8>, FormatError> {
+        self.stream_of(entropy, None)
+    }
+
+    fn stream_of(&mut self, entropy: Entropy, parsed: Option<&[EncodedBlock]>) -> Result<Vec<u8>, FormatError> {
         let n = self.block_count();
         let mut out = Vec::with_capacity(self.blocks.len() + 4 * n + 64);
         match entropy {
@@ -202,15 +222,30 @@ impl EncodedTensor {
                 out.extend_from_slice(&self.blocks);
             }
             Entropy::Rans => {
-                let blocks: Vec<EncodedBlock> = (0..n).map(|i| self.block(i)).collect::<Result<_, _>>()?;
-                let model = EntropyModel::build(&blocks, &self.cfg);
+                let owned: Vec<EncodedBlock>;
+                let blocks = match parsed {
+                    Some(b) => b,
+                    None => {
+                        owned = (0..n).into_par_iter().map(|i| self.block(i)).collect::<Result<_, _>>()?;
+                        &owned
+                    }
+                };
+                let model = EntropyModel::build(blocks, &self.cfg);
                 let mut prelude = Vec::new();
                 model.write(&mut prelude);
-                let mut area = Vec::with_capacity(self.blocks.len());
+                let cfg = self.cfg;
+                let pieces: Vec<Vec<u8>> = blocks
+                    .par_iter()
+                    .map_init(RansEncoder::new, |enc, b| {
+                        let mut bytes = Vec::new();
+                        model.encode_block(b, &cfg, enc, &mut bytes);
+                        bytes
+                    })
+                    .collect();
+                let mut area = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
                 let mut ends = Vec::with_capacity(n);
-                let mut enc = RansEncoder::new();
-                for b in &blocks {
-                    model.encode_block(b, &self.cfg, &mut enc, &mut area);
+                for p in pieces {
+                    area.extend_from_slice(&p);
                     ends.push(u32::try_from(area.len()).map_err(|_| FormatError::tensor(&self.name, "stream exceeds 4 GiB"))?);
                 }
                 out.extend_from_slice(&(prelude.len() as u32).to_le_bytes());

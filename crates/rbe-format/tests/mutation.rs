@@ -203,7 +203,7 @@ fn judge(m: &Mutant, sample: &SampleFile, original_descriptions: &[(String, Stri
     Ok(Outcome::DescriptionChanged(format!("seed {}: {} changes {changed}", m.seed, m.what)))
 }
 
-const MUTATIONS: u64 = 4000;
+const MUTATIONS: u64 = 6000;
 
 fn run_mutations() -> (Vec<String>, [usize; 3], Vec<String>) {
     let sample = sample_file(42);
