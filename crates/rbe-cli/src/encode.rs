@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use rbe_encode::{encode_model, EncodeReport, EncodeSettings, ModelOptions, ParamsChoice, Profile, SourceModel, Target};
+use rbe_encode::{encode_model, EncodeReport, EncodeSettings, ModelOptions, ParamsChoice, Profile, ResidualChoice, SourceModel, Target};
 use rbe_format::{Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -42,6 +42,9 @@ pub struct EncodeArgs {
     /// RBE parameter storage: auto, f32, f16 or none.
     #[arg(long, default_value = "auto")]
     pub params: String,
+    /// Residual kinds: auto (cheaper per block), sparse (top-K only) or dense (all coefficients).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "sparse", "dense"])]
+    pub residual: String,
     /// Entropy coding of the stored blocks: on or off.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub entropy: String,
@@ -111,6 +114,11 @@ fn settings(a: &EncodeArgs) -> anyhow::Result<EncodeSettings> {
         values,
         params,
         entropy: if a.entropy == "on" { Entropy::Rans } else { Entropy::None },
+        residual: match a.residual.as_str() {
+            "sparse" => ResidualChoice::Sparse,
+            "dense" => ResidualChoice::Dense,
+            _ => ResidualChoice::Auto,
+        },
     };
     rbe_format::BlockConfig { block: s.block, transform: s.transform, layout: s.layout, values: s.values, params: ParamsPrecision::None }.validate()?;
     Ok(s)

@@ -15,7 +15,10 @@ pub fn run(args: &crate::InspectArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", report.to_json(&args.input.display().to_string()));
     } else {
-        print!("{}", report.table(&one_line(&args.input.display().to_string())));
+        print!(
+            "{}",
+            report.table(&one_line(&args.input.display().to_string()))
+        );
     }
     Ok(())
 }
@@ -49,11 +52,15 @@ struct Report<'a> {
 }
 
 fn bits_per_weight(bytes: u64, elements: Option<u64>) -> Option<f64> {
-    elements.filter(|&n| n > 0).map(|n| bytes as f64 * 8.0 / n as f64)
+    elements
+        .filter(|&n| n > 0)
+        .map(|n| bytes as f64 * 8.0 / n as f64)
 }
 
 fn element_count(shape: impl IntoIterator<Item = u64>) -> Option<u64> {
-    shape.into_iter().try_fold(1u64, |acc, d| acc.checked_mul(d))
+    shape
+        .into_iter()
+        .try_fold(1u64, |acc, d| acc.checked_mul(d))
 }
 
 impl<'a> Report<'a> {
@@ -129,8 +136,23 @@ impl<'a> Report<'a> {
 
     fn table(&self, file_name: &str) -> String {
         const HEADERS: [&str; 17] = [
-            "tensor", "shape", "stored", "bytes", "bpw", "block", "xform", "layout", "values",
-            "params", "entropy", "profile", "cache", "rmse", "rel_rmse", "k_mean", "sparse/dense",
+            "tensor",
+            "shape",
+            "stored",
+            "bytes",
+            "bpw",
+            "block",
+            "xform",
+            "layout",
+            "values",
+            "params",
+            "entropy",
+            "profile",
+            "cache",
+            "rmse",
+            "rel_rmse",
+            "k_mean",
+            "sparse/dense",
         ];
         // Numeric columns are right-aligned.
         const RIGHT: [bool; 17] = [
@@ -191,7 +213,11 @@ fn shape_text(shape: &[u64]) -> String {
     if shape.is_empty() {
         return "scalar".to_owned();
     }
-    shape.iter().map(u64::to_string).collect::<Vec<_>>().join("x")
+    shape
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 fn row_cells(row: &TensorRow<'_>) -> Vec<String> {
@@ -212,7 +238,10 @@ fn row_cells(row: &TensorRow<'_>) -> Vec<String> {
                 d.values.to_string(),
                 d.params.to_string(),
                 d.entropy.to_string(),
-                d.profile.as_deref().map(one_line).unwrap_or_else(|| "-".to_owned()),
+                d.profile
+                    .as_deref()
+                    .map(one_line)
+                    .unwrap_or_else(|| "-".to_owned()),
                 d.cache_blocks.to_string(),
                 format!("{:.3e}", d.rmse),
                 format!("{:.4}", d.rel_rmse),

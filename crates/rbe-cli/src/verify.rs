@@ -10,7 +10,10 @@ pub fn run(args: &crate::VerifyArgs) -> anyhow::Result<()> {
     let file = open_rbe(&args.input)?;
     let blocks = file.verify().map_err(|e| file_error(&args.input, e))?;
     let bytes = file_len(&args.input)?;
-    println!("ok: {} tensors, {blocks} blocks, {bytes} bytes", file.entries().len());
+    println!(
+        "ok: {} tensors, {blocks} blocks, {bytes} bytes",
+        file.entries().len()
+    );
     Ok(())
 }
 

@@ -19,6 +19,6 @@ pub mod tensor;
 pub use error::EncodeError;
 pub use model::{encode_model, EncodeReport, ModelOptions, TensorReport};
 pub use profile::Profile;
-pub use settings::{EncodeSettings, ParamsChoice, Target};
+pub use settings::{EncodeSettings, ParamsChoice, ResidualChoice, Target};
 pub use source::{SourceModel, SourceTensor};
 pub use tensor::{encode_tensor, EncodedOutput};

@@ -24,6 +24,18 @@ pub enum ParamsChoice {
     Fixed(ParamsPrecision),
 }
 
+/// Which residual kinds the encoder may use per block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResidualChoice {
+    /// Per block, whichever meets the target in fewer bytes.
+    #[default]
+    Auto,
+    /// Sparse (top-K) blocks only.
+    Sparse,
+    /// Dense blocks only.
+    Dense,
+}
+
 /// Encoder settings for one run.
 #[derive(Debug, Clone)]
 pub struct EncodeSettings {
@@ -43,6 +55,8 @@ pub struct EncodeSettings {
     pub params: ParamsChoice,
     /// Storage coding.
     pub entropy: Entropy,
+    /// Residual kinds allowed.
+    pub residual: ResidualChoice,
 }
 
 impl Default for EncodeSettings {
@@ -56,6 +70,7 @@ impl Default for EncodeSettings {
             values: ValueCodec::Q16,
             params: ParamsChoice::Auto,
             entropy: Entropy::Rans,
+            residual: ResidualChoice::Auto,
         }
     }
 }

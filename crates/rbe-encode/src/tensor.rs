@@ -4,7 +4,7 @@
 use crate::error::EncodeError;
 use crate::fit::BaseFitter;
 use crate::rate::RateModel;
-use crate::settings::{EncodeSettings, ParamsChoice, Target};
+use crate::settings::{EncodeSettings, ParamsChoice, ResidualChoice, Target};
 use rayon::prelude::*;
 use rbe_format::basis::N_PARAMS;
 use rbe_format::layout::{dense_payload_bytes, fits_width, needed_width};
@@ -196,11 +196,16 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
 
     // Choose the blocks, store them, load them back and measure the real decode; should float
     // rounding push a tensor over its target, tighten the step and go again.
+    // The coefficient-domain search counts padding too, so edge-heavy tensors land below target:
+    // then grow the step (bracketed) while the real error allows, keeping the best valid result.
+    let has_padding = rows % b != 0 || cols % b != 0;
+    let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
+    let mut best: Option<EncodedOutput> = None;
     let mut attempt = 0;
     loop {
         let blocks: Vec<EncodedBlock> = match (settings.target, step_state) {
             (Target::TopK(k), _) => prepared.par_iter().map(|p| top_k_block(p, k, &cfg)).collect(),
-            (_, Some((step, _))) => choose_blocks(&prepared, step as f32, &cfg, settings.entropy),
+            (_, Some((step, _))) => choose_blocks(&prepared, step as f32, &cfg, settings.entropy, settings.residual),
             (_, None) => prepared
                 .iter()
                 .map(|p| EncodedBlock { params: RbeParams(p.params), residual: Residual::Sparse(SparseResidual { scale: 1.0, coefficients: vec![] }) })
@@ -239,25 +244,45 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
         let err = decode_error(&loaded_blocks, &cfg, data, rows, cols, grid);
         let rmse = (err / n_valid).sqrt();
         let rel = if std > 0.0 { rmse / std } else { 0.0 };
-        if let (Some(t), Some((step, min_step))) = (target_rmse, step_state) {
-            if rmse > t {
-                if attempt < 3 && step > min_step {
-                    step_state = Some(((step * (t / rmse) * 0.999).max(min_step), min_step));
-                    attempt += 1;
-                    continue;
-                }
-                return Err(EncodeError::TargetMissed { tensor: name.to_owned(), achieved: rel, target: if std > 0.0 { t / std } else { t } });
-            }
-        }
         if exact_constant && err != 0.0 {
             return Err(EncodeError::TargetMissed { tensor: name.to_owned(), achieved: rel, target: 0.0 });
         }
         // The measured error lives in the description (metadata), not in the checksummed stream.
         let desc = loaded.desc_mut();
-        desc.rmse = rmse;
-        desc.rel_rmse = rel;
-        return Ok(EncodedOutput { tensor: loaded, stream });
+        desc.rmse = round_sig(rmse);
+        desc.rel_rmse = round_sig(rel);
+        desc.std = round_sig(desc.std);
+        desc.k_mean = round_sig(desc.k_mean);
+        let output = EncodedOutput { tensor: loaded, stream };
+        let (Some(t), Some((step, min_step))) = (target_rmse, step_state) else { return Ok(output) };
+        attempt += 1;
+        if rmse <= t {
+            lo = step;
+            best = Some(output);
+            if !has_padding || rmse >= 0.98 * t || attempt >= 8 {
+                return Ok(best.expect("just set"));
+            }
+        } else {
+            hi = step;
+            if attempt >= 8 || step <= min_step {
+                return best.ok_or(EncodeError::TargetMissed { tensor: name.to_owned(), achieved: rel, target: if std > 0.0 { t / std } else { t } });
+            }
+        }
+        let guess = step * (0.995 * t / rmse.max(f64::MIN_POSITIVE));
+        let next = if guess > lo && guess < hi { guess } else if hi.is_finite() && lo > 0.0 { (lo * hi).sqrt() } else { guess };
+        step_state = Some((next.max(min_step), min_step));
+        continue;
     }
+}
+
+/// `x` rounded to 7 significant digits, so the metadata JSON stays short (up, for errors: a
+/// recorded error is never below the measured one).
+fn round_sig(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(6 - x.abs().log10().floor() as i32);
+    (x * scale).ceil() / scale
 }
 
 /// `round(c * inv)` half away from zero, without a libm call (the default x86-64 target has no
@@ -351,7 +376,7 @@ fn top_k_block(p: &Prepared, k: usize, cfg: &BlockConfig) -> EncodedBlock {
 /// Storage cost decides (estimated entropy-coded bits, or exact raw bytes with entropy off), with
 /// one guard for the runtime: a sparse block may not take more than 1.5x the dense block's runtime
 /// bytes, since loading expands entropy-coded blocks to their fixed-width layout.
-fn choose_blocks(prepared: &[Prepared], step: f32, cfg: &BlockConfig, entropy: Entropy) -> Vec<EncodedBlock> {
+fn choose_blocks(prepared: &[Prepared], step: f32, cfg: &BlockConfig, entropy: Entropy, allowed: ResidualChoice) -> Vec<EncodedBlock> {
     let inv = 1.0 / step;
     let quantised: Vec<Vec<i16>> = prepared.par_iter().map(|p| p.coefs.iter().map(|&c| quantise(c, inv) as i16).collect()).collect();
     let rate = RateModel::from_blocks(&quantised);
@@ -370,10 +395,18 @@ fn choose_blocks(prepared: &[Prepared], step: f32, cfg: &BlockConfig, entropy: E
                 Entropy::Rans => (rate.dense_bits(&d.values), rate.sparse_bits_estimate(&d.values, nonzero, cfg)),
                 Entropy::None => (8.0 * dense_raw as f64, 8.0 * sparse_raw as f64),
             };
-            if sparse_cost >= dense_cost || 2 * sparse_raw > 3 * dense_raw {
+            let prefer_sparse = match allowed {
+                ResidualChoice::Dense => false,
+                ResidualChoice::Sparse => true,
+                ResidualChoice::Auto => sparse_cost < dense_cost && 2 * sparse_raw <= 3 * dense_raw,
+            };
+            if !prefer_sparse {
                 return dense;
             }
             let sparse = sparse_block(p, &dense, step, cfg);
+            if allowed == ResidualChoice::Sparse {
+                return sparse;
+            }
             // q16 reuses the dense integers: same reconstruction. Other codecs must not add error.
             if cfg.values == ValueCodec::Q16 || block_error(p, &sparse, cfg) <= block_error(p, &dense, cfg) * (1.0 + 1e-6) + 1e-30 {
                 sparse

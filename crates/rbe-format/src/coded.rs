@@ -33,6 +33,8 @@ const MAX_CODED: u32 = u16::MAX as u32;
 pub struct EntropyModel {
     tables: Vec<FreqTable>,
     tokenizers: Vec<UintTokenizer>,
+    /// Bit pattern of the dense step most blocks use.
+    default_step: u32,
 }
 
 trait Sink {
@@ -118,7 +120,7 @@ fn i16_from_zigzag(u: u32) -> Result<i16, BlockError> {
     i16::try_from(unzigzag(u)).map_err(|_| BlockError::ValueRange("value beyond i16"))
 }
 
-fn visit(block: &EncodedBlock, cfg: &BlockConfig, sink: &mut impl Sink) {
+fn visit(block: &EncodedBlock, cfg: &BlockConfig, default_step: u32, sink: &mut impl Sink) {
     let b = cfg.block as u32;
     match &block.residual {
         Residual::Sparse(s) => {
@@ -148,7 +150,13 @@ fn visit(block: &EncodedBlock, cfg: &BlockConfig, sink: &mut impl Sink) {
         Residual::Dense(d) => {
             sink.uint(HEAD, cfg.dense_head() as u32);
             sink.uint(WIDTH, u32::from(d.width));
-            sink.bits(d.step.to_bits(), 32);
+            // Blocks of a tensor usually share one step: one flag bit instead of 32.
+            if d.step.to_bits() == default_step {
+                sink.bits(1, 1);
+            } else {
+                sink.bits(0, 1);
+                sink.bits(d.step.to_bits(), 32);
+            }
             for &q in &d.values {
                 sink.uint(DENSE_VALUE, zigzag(i32::from(q)));
             }
@@ -158,14 +166,31 @@ fn visit(block: &EncodedBlock, cfg: &BlockConfig, sink: &mut impl Sink) {
 
 impl EntropyModel {
     /// Builds the tables from the blocks they will code.
-    pub fn build<'a>(blocks: impl IntoIterator<Item = &'a EncodedBlock>, cfg: &BlockConfig) -> Self {
+    pub fn build(blocks: &[EncodedBlock], cfg: &BlockConfig) -> Self {
         let tokenizers: Vec<UintTokenizer> = DEFAULT_TOKENIZERS.iter().map(|&(d, m)| UintTokenizer::new(d, m)).collect();
+        // The most common dense step (ties: the smallest bit pattern), deterministic.
+        let mut steps: Vec<u32> = blocks
+            .iter()
+            .filter_map(|b| match &b.residual {
+                Residual::Dense(d) => Some(d.step.to_bits()),
+                Residual::Sparse(_) => None,
+            })
+            .collect();
+        steps.sort_unstable();
+        let mut default_step = 0;
+        let mut best = 0;
+        for run in steps.chunk_by(|a, b| a == b) {
+            if run.len() > best {
+                best = run.len();
+                default_step = run[0];
+            }
+        }
         let mut counter = Counter { tokenizers: tokenizers.clone(), counts: vec![Vec::new(); N_TABLES] };
         for block in blocks {
-            visit(block, cfg, &mut counter);
+            visit(block, cfg, default_step, &mut counter);
         }
         let tables = counter.counts.iter().map(|c| FreqTable::from_counts(c)).collect();
-        EntropyModel { tables, tokenizers }
+        EntropyModel { tables, tokenizers, default_step }
     }
 
     /// Appends the prelude (format.md 5).
@@ -176,6 +201,7 @@ impl EntropyModel {
             out.push(m as u8);
             t.write(out);
         }
+        out.extend_from_slice(&self.default_step.to_le_bytes());
     }
 
     /// Reads a prelude written by [`EntropyModel::write`]; it must be consumed exactly.
@@ -195,10 +221,13 @@ impl EntropyModel {
             tokenizers.push(tok);
             tables.push(FreqTable::read(bytes, &mut pos)?);
         }
+        let step = bytes.get(pos..pos + 4).ok_or(BlockError::Truncated)?;
+        let default_step = u32::from_le_bytes([step[0], step[1], step[2], step[3]]);
+        pos += 4;
         if pos != bytes.len() {
             return Err(BlockError::TrailingBytes(bytes.len() - pos));
         }
-        Ok(EntropyModel { tables, tokenizers })
+        Ok(EntropyModel { tables, tokenizers, default_step })
     }
 
     /// Appends the coded form of `block`: raw parameter bytes, then the rANS body.
@@ -206,7 +235,7 @@ impl EntropyModel {
         let mut raw = Vec::with_capacity(32);
         write_params_raw(&block.params, cfg.params, &mut raw);
         out.extend_from_slice(&raw);
-        visit(block, cfg, &mut Coder { model: self, enc });
+        visit(block, cfg, self.default_step, &mut Coder { model: self, enc });
         enc.finish(out);
     }
 
@@ -264,7 +293,7 @@ impl EntropyModel {
             if !(1..=16).contains(&width) {
                 return Err(BlockError::BadWidth(width.min(255) as u8));
             }
-            let step = f32::from_bits(dec.get_bits(32)?);
+            let step = if dec.get_bits(1)? == 1 { f32::from_bits(self.default_step) } else { f32::from_bits(dec.get_bits(32)?) };
             let mut values = Vec::with_capacity(n);
             for _ in 0..n {
                 values.push(i16_from_zigzag(self.uint(&mut dec, DENSE_VALUE)?)?);

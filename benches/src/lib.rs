@@ -1,0 +1,1 @@
+//! Criterion benches (placeholder until the benches land).

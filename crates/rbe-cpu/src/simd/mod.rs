@@ -1,0 +1,158 @@
+//! Kernels and their run-time dispatch. The CPU's features are detected once
+//! (`is_x86_feature_detected!`) and cached; [`generic`] is the scalar oracle every SIMD path is
+//! tested against. Kernels work on one block (or one block's row chunk) and accumulate into
+//! caller-owned buffers, so callers fix the summation order (bit-identical across thread counts).
+
+pub mod generic;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+
+use crate::pack::PackShape;
+use std::sync::OnceLock;
+
+/// An instruction-set level a kernel can run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable scalar code (the oracle).
+    Scalar,
+    /// x86-64 AVX2 + FMA.
+    Avx2,
+    /// x86-64 AVX-512 F + BW (AVX2 for 8-row blocks).
+    Avx512,
+    /// AVX-512 with VNNI (`vpdpwssd`) for the Q8 path.
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Avx512Vnni => "avx512vnni",
+        }
+    }
+    /// Whether this CPU can run it.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.supported()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Isa::Avx512.supported() && std::arch::is_x86_feature_detected!("avx512vnni"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+    /// The best level this CPU supports, detected once per process.
+    pub fn detected() -> Isa {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            [Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.supported()).unwrap_or(Isa::Scalar)
+        })
+    }
+    /// Every level this CPU supports, scalar first.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()).collect()
+    }
+}
+
+/// One dense plane times a batch of transformed inputs:
+/// `out[v][i] += scale * sum_j q[i][j] * xs[v][j]` for `v < nb`, `i < b`.
+pub struct PlaneF32<'a> {
+    /// The packed plane ([`crate::pack`]).
+    pub words: &'a [u32],
+    /// Its geometry.
+    pub shape: PackShape,
+    /// `nb` inputs, `xstride` apart, each zero-padded to at least `groups * slots` values.
+    pub xs: &'a [f32],
+    /// Distance between inputs.
+    pub xstride: usize,
+    /// Batch size.
+    pub nb: usize,
+    /// Scale applied to the plane's integer products.
+    pub scale: f32,
+}
+
+/// One dense plane times int16-paired quantised inputs:
+/// `out[v][i] += scale[v] * sum_j q[i][j] * qx[v][j]`, with `pairs[v][m] = qx[2m] | qx[2m+1] << 16`.
+pub struct PlaneQ8<'a> {
+    /// The packed plane.
+    pub words: &'a [u32],
+    /// Its geometry.
+    pub shape: PackShape,
+    /// `nb` pair arrays, `pstride` apart, each covering `groups * slots / 2` pairs.
+    pub pairs: &'a [u32],
+    /// Distance between pair arrays.
+    pub pstride: usize,
+    /// Per-input scale (the block's step times the input's quantisation scale).
+    pub scales: &'a [f32],
+}
+
+fn check_plane(words: usize, shape: &PackShape, xs_needed: usize, xs_len: usize, out_needed: usize, out_len: usize) {
+    assert!(words >= shape.words(), "plane shorter than its shape");
+    assert!(xs_len >= xs_needed, "inputs shorter than the padded width");
+    assert!(out_len >= out_needed, "output buffer too short");
+}
+
+/// Runs [`PlaneF32`] at `isa` into `out` (`nb` outputs `ostride` apart).
+pub fn plane_f32(isa: Isa, job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) {
+    let sh = &job.shape;
+    let padded = sh.groups * sh.slots;
+    if job.nb == 0 {
+        return;
+    }
+    check_plane(job.words.len(), sh, (job.nb - 1) * job.xstride + padded, job.xs.len(), (job.nb - 1) * ostride + sh.block, out.len());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::plane_f32(isa, job, out, ostride),
+        _ => generic::plane_f32(job, out, ostride),
+    }
+}
+
+/// Runs [`PlaneQ8`] at `isa` for `scales.len()` inputs into `out`.
+pub fn plane_q8(isa: Isa, job: &PlaneQ8<'_>, out: &mut [f32], ostride: usize) {
+    let sh = &job.shape;
+    let nb = job.scales.len();
+    if nb == 0 {
+        return;
+    }
+    check_plane(job.words.len(), sh, (nb - 1) * job.pstride + sh.groups * sh.slots / 2, job.pairs.len(), (nb - 1) * ostride + sh.block, out.len());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::plane_q8(isa, job, out, ostride),
+        _ => generic::plane_q8(job, out, ostride),
+    }
+}
+
+/// Column-major dense block times a batch: `out[v][r] += sum_c wt[c * b + r] * xs[v][c]`.
+pub fn cols_f32(isa: Isa, wt: &[f32], b: usize, xs: &[f32], xstride: usize, nb: usize, out: &mut [f32], ostride: usize) {
+    if nb == 0 {
+        return;
+    }
+    assert!(wt.len() >= b * b && xs.len() >= (nb - 1) * xstride + b && out.len() >= (nb - 1) * ostride + b);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::cols_f32(isa, wt, b, xs, xstride, nb, out, ostride),
+        _ => generic::cols_f32(wt, b, xs, xstride, nb, out, ostride),
+    }
+}
+
+/// Dot product of two equally long slices.
+pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::dot_f32(isa, &a[..n], &b[..n]),
+        _ => generic::dot_f32(&a[..n], &b[..n]),
+    }
+}
