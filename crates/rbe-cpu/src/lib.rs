@@ -1,1 +1,29 @@
-//! placeholder
+//! `rbe-cpu`: CPU inference straight from RBE-compressed weights.
+//!
+//! [`RbeLinear`] holds one weight matrix in a compressed resident form and multiplies with it in
+//! one of several [`DecodeMode`]s: exact DCT-domain products (`DctDirect`, `SparseMask`,
+//! `Progressive(Full)`), a decode-and-cache path (`Full`, LRU of dense blocks), and two lossy fast
+//! paths (`DctDirectQ8`, `Progressive(Coarse)`) with measured / bounded error. Kernels pick their
+//! instruction set at run time ([`simd::Isa::detected`]); the scalar kernels are the oracle.
+//!
+//! Architecture invariant: this crate reads blocks only through `rbe-format`'s public model and
+//! never writes files; it knows nothing of encoders or GPUs.
+#![deny(missing_docs)]
+
+pub mod dense;
+pub mod error;
+pub mod linear;
+pub mod pack;
+pub mod simd;
+pub mod stats;
+pub mod tables;
+
+pub use error::CpuError;
+pub use linear::{DecodeMode, Precision, RbeLinear};
+pub use simd::Isa;
+pub use stats::{LayerStats, StatsSnapshot};
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RbeLinear>();
+};

@@ -169,6 +169,9 @@ impl EncodedBlock {
     pub fn validate(&self, cfg: &BlockConfig) -> Result<(), BlockError> {
         for &t in &self.params.0 {
             finite(t, "parameter")?;
+            if cfg.params == ParamsPrecision::F16 {
+                finite(f16::from_f32(t).to_f32(), "parameter (beyond f16 range)")?;
+            }
         }
         if cfg.params == ParamsPrecision::None && self.params.0.iter().any(|&t| t != 0.0) {
             return Err(BlockError::ValueRange("parameters must be zero when params = none"));
@@ -177,6 +180,9 @@ impl EncodedBlock {
         match &self.residual {
             Residual::Sparse(s) => {
                 finite(s.scale, "scale")?;
+                if cfg.values.scale_bytes(cfg.layout) == 2 {
+                    finite(f16::from_f32(s.scale).to_f32(), "scale (beyond f16 range)")?;
+                }
                 if s.coefficients.len() > cfg.block_area() {
                     return Err(BlockError::UnknownHead(s.coefficients.len() as u64));
                 }

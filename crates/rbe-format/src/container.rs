@@ -4,7 +4,7 @@
 
 use crate::error::FormatError;
 use crate::shared::SharedBytes;
-use crate::tensor::{checksum, EncodedTensor, TensorDesc};
+use crate::tensor::{stream_checksum, verbatim_checksum, EncodedTensor, TensorDesc};
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -153,7 +153,7 @@ impl RbeFile {
         match self.entry(name) {
             Some(Entry::Verbatim(v)) => {
                 let want = &self.metadata[&format!("{VERBATIM_KEY}{name}")];
-                let got = checksum(&v.data);
+                let got = verbatim_checksum(&v.dtype, &v.shape, &v.data);
                 if &got != want {
                     return Err(FormatError::tensor(name, format!("checksum mismatch (stored {want}, computed {got})")));
                 }
@@ -278,7 +278,7 @@ impl RbeWriter {
 
     /// Adds a compressed tensor's stored stream; `desc` must describe exactly these bytes.
     pub fn add_compressed(&mut self, name: &str, desc: &TensorDesc, stream: &[u8]) -> Result<(), FormatError> {
-        if desc.stream_bytes != stream.len() as u64 || desc.xxh3 != checksum(stream) {
+        if desc.stream_bytes != stream.len() as u64 || desc.xxh3 != stream_checksum(desc, stream) {
             return Err(FormatError::tensor(name, "description does not match the stream"));
         }
         let json = serde_json::to_string(desc).expect("description serialises");
@@ -288,7 +288,7 @@ impl RbeWriter {
 
     /// Adds a tensor stored as is.
     pub fn add_verbatim(&mut self, name: &str, dtype: &str, shape: &[usize], data: &[u8]) -> Result<(), FormatError> {
-        self.inner.metadata(&format!("{VERBATIM_KEY}{name}"), checksum(data));
+        self.inner.metadata(&format!("{VERBATIM_KEY}{name}"), verbatim_checksum(dtype, shape, data));
         self.inner.add(name, dtype, shape, data)
     }
 

@@ -20,5 +20,5 @@ pub use container::{Entry, RbeFile, RbeWriter, SafetensorsWriter, VerbatimTensor
 pub use error::{BlockError, FormatError};
 pub use settings::{BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec, BLOCK_SIZES};
 pub use shared::SharedBytes;
-pub use tensor::{checksum, EncodedTensor, TensorDesc};
+pub use tensor::{checksum, stream_checksum, verbatim_checksum, EncodedTensor, TensorDesc};
 pub use transform::TransformPlan;

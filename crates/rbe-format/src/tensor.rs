@@ -82,6 +82,38 @@ pub fn checksum(bytes: &[u8]) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
 }
 
+fn hash_with_prefix(prefix: &str, bytes: &[u8]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(prefix.as_bytes());
+    h.update(bytes);
+    format!("{:016x}", h.digest())
+}
+
+/// Checksum of a compressed tensor (format.md 6): XXH3-64 over the decoding-relevant description
+/// fields, then the stream, so neither can change unnoticed.
+pub fn stream_checksum(desc: &TensorDesc, stream: &[u8]) -> String {
+    let shape: Vec<String> = desc.shape.iter().map(u64::to_string).collect();
+    let prefix = format!(
+        "rbe1|{}|{}|{}|{}|{}|{}|{}|{}|{}|",
+        shape.join(","),
+        desc.dtype,
+        desc.block,
+        desc.transform,
+        desc.layout,
+        desc.values,
+        desc.params,
+        desc.entropy,
+        stream.len()
+    );
+    hash_with_prefix(&prefix, stream)
+}
+
+/// Checksum of a verbatim tensor (format.md 6): XXH3-64 over its dtype, shape and data.
+pub fn verbatim_checksum(dtype: &str, shape: &[usize], data: &[u8]) -> String {
+    let shape: Vec<String> = shape.iter().map(usize::to_string).collect();
+    hash_with_prefix(&format!("rbe1|{dtype}|{}|", shape.join(",")), data)
+}
+
 /// A compressed tensor, held in the runtime layout (entropy coding already undone).
 #[derive(Debug, Clone)]
 pub struct EncodedTensor {
@@ -129,8 +161,11 @@ impl EncodedTensor {
         if stream.len() as u64 != desc.stream_bytes {
             return Err(err(format!("stream holds {} bytes, description says {}", stream.len(), desc.stream_bytes)));
         }
-        if verify_checksum && checksum(&stream) != desc.xxh3 {
-            return Err(err(format!("checksum mismatch (stored {}, computed {})", desc.xxh3, checksum(&stream))));
+        if verify_checksum {
+            let got = stream_checksum(&desc, &stream);
+            if got != desc.xxh3 {
+                return Err(err(format!("checksum mismatch over description and stream (stored {}, computed {got})", desc.xxh3)));
+            }
         }
         let grid = (rows.div_ceil(cfg.block), cols.div_ceil(cfg.block));
         let n_blocks = grid.0 * grid.1;
@@ -258,7 +293,7 @@ impl EncodedTensor {
         }
         self.desc.entropy = entropy;
         self.desc.stream_bytes = out.len() as u64;
-        self.desc.xxh3 = checksum(&out);
+        self.desc.xxh3 = stream_checksum(&self.desc, &out);
         Ok(out)
     }
 

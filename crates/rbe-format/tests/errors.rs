@@ -5,7 +5,7 @@ mod common;
 use common::{Rng, open_and_verify, sparse_block};
 use rbe_format::{
     BlockConfig, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeWriter, Transform, ValueCodec,
-    checksum,
+    stream_checksum,
 };
 
 const NAME: &str = "encoder.layer.3.weight";
@@ -33,7 +33,7 @@ fn four_block_tensor() -> EncodedTensor {
 fn file_with_stream(t: &EncodedTensor, stream: &[u8]) -> Vec<u8> {
     let mut desc = t.desc().clone();
     desc.stream_bytes = stream.len() as u64;
-    desc.xxh3 = checksum(stream);
+    desc.xxh3 = stream_checksum(&desc, stream);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("x.rbe");
     let mut w = RbeWriter::create(&path).expect("create");

@@ -1,9 +1,8 @@
 //! Deterministic mutation testing of the reader: thousands of bit flips, byte overwrites,
 //! truncations, insertions, header-length edits and JSON edits of a small valid `.rbe` must
 //! never panic `RbeFile::from_bytes` + `verify()`, and an accepted mutant must decode to exactly
-//! the original weights, unless what it changed is a tensor's *description* (see
-//! `header_tampering_is_detected`, a known gap of format v1: checksums cover stream and data
-//! bytes, not the metadata that says how to read them).
+//! the original weights; edits of a tensor's description are caught by the checksums too
+//! (`header_tampering_is_detected`).
 
 mod common;
 
@@ -353,12 +352,9 @@ fn json_whitespace_is_not_semantic() {
     assert!(accepted > 0, "no whitespace edit was accepted");
 }
 
-/// Desired: a file whose tensor description (shape, transform, params, ...) or verbatim dtype was
-/// edited is rejected. Format v1 checksums only stream and data bytes, so such edits are
-/// accepted and decode to different weights; this test lists them. Ignored until the format
-/// protects the description (e.g. an XXH3 over the canonical description next to the stream's).
+/// A file whose tensor description (shape, transform, params, ...) or verbatim dtype/shape was
+/// edited is rejected: the checksums cover the decoding-relevant description fields too.
 #[test]
-#[ignore = "known gap of format v1: descriptions are not checksummed"]
 fn header_tampering_is_detected() {
     let (failures, _, tampered) = run_mutations();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
