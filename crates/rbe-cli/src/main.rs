@@ -3,7 +3,9 @@
 //! Exit codes: 0 success, 1 bad input (unreadable, corrupt or invalid file, impossible target),
 //! 2 usage error (clap).
 
+mod bench;
 mod decode;
+mod demo;
 mod encode;
 mod inspect;
 mod verify;
@@ -23,12 +25,16 @@ struct Cli {
 enum Command {
     /// Compress a safetensors model (single file or sharded index) to an .rbe container.
     Encode(encode::EncodeArgs),
+    /// The main job on the shipped real data: encode MiniLM slices at every profile and multiply from them.
+    Demo(demo::DemoArgs),
     /// Expand an .rbe file back to a dense safetensors file.
     Decode(DecodeArgs),
     /// List the tensors of an .rbe file: shapes, bytes, bits per weight, settings, recorded error.
     Inspect(InspectArgs),
     /// Check every checksum and decode every block of an .rbe file.
     Verify(VerifyArgs),
+    /// Benchmark the CPU decode modes against dense f32 and candle's quantised matmuls.
+    Bench(bench::BenchArgs),
 }
 
 /// `rbe decode FILE -o OUT.safetensors [--dtype f32|f16|bf16]`
@@ -66,8 +72,10 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Encode(a) => encode::run(a),
         Command::Decode(a) => decode::run(a),
+        Command::Demo(a) => demo::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use crate::error::CpuError;
 use crate::pack::{extract, fits, pack_plane, unpack_plane, PackShape};
 use crate::simd::{self, Isa, PlaneF32, PlaneQ8};
 use crate::stats::{LayerStats, StatsSnapshot};
-use crate::tables::{axpy, Tables};
+use crate::tables::{axpy, EdgeBasis, Tables};
 use half::f16;
 use lru::LruCache;
 use rayon::prelude::*;
@@ -113,6 +113,10 @@ pub struct RbeLinear {
     masks: Vec<u64>,
     mask_vals: Vec<f32>,
     params: Option<Vec<[f32; N_PARAMS]>>,
+    /// The same bases over the orthonormalised planes of each block's valid extent (direct modes).
+    params_o: Option<Vec<[f32; N_PARAMS]>>,
+    /// Orthonormal bases: full, last column, last row, corner.
+    edge: [Arc<EdgeBasis>; 4],
     bias: Option<Vec<f32>>,
     mulaw: [f32; 128],
     cache: Mutex<LruCache<usize, Arc<[f32]>>>,
@@ -228,6 +232,13 @@ impl RbeLinear {
                 }
             }
         }
+        let tables = Tables::shared(b, cfg.transform);
+        // Orthonormal bases per valid extent: full blocks, last block row, last column, corner.
+        let (gr, gc) = tensor.grid();
+        let (eh, ew) = (rows - (gr - 1) * b, cols - (gc - 1) * b);
+        let edge = [(b, b), (b, ew), (eh, b), (eh, ew)].map(|(h, w)| EdgeBasis::shared(b, h, w));
+        let kind_of = |i: usize| usize::from(i % gc == gc - 1) + 2 * usize::from(i / gc == gr - 1);
+        let params_o = params.as_ref().map(|p| p.iter().enumerate().map(|(i, t)| edge[kind_of(i)].params(t)).collect());
         let cache_blocks = tensor.desc().cache_blocks.max(1);
         let cache = Mutex::new(LruCache::new(NonZeroUsize::new(cache_blocks).unwrap_or(NonZeroUsize::MIN)));
         Ok(RbeLinear {
@@ -238,7 +249,7 @@ impl RbeLinear {
             cols,
             grid: tensor.grid(),
             isa: Isa::detected(),
-            tables: Tables::shared(b, cfg.transform),
+            tables,
             blocks,
             words,
             outliers,
@@ -246,6 +257,8 @@ impl RbeLinear {
             masks,
             mask_vals,
             params,
+            params_o,
+            edge,
             bias,
             mulaw,
             cache,
@@ -328,7 +341,7 @@ impl RbeLinear {
             + self.sparse_bytes.len()
             + 8 * self.masks.len()
             + 4 * self.mask_vals.len()
-            + self.params.as_ref().map_or(0, |p| 32 * p.len())
+            + self.params.as_ref().map_or(0, |p| 64 * p.len())
     }
 
     /// Progressive coarse bound `E`: `||y_coarse - y_full||_2 <= E * ||x||_2` for every input
@@ -430,7 +443,9 @@ impl RbeLinear {
                 let mut sums = vec![0f32; if prog { nb } else { 0 }];
                 let mut pairs = vec![0u32; if q8 { nb * p / 2 } else { 0 }];
                 let mut qscale = vec![0f32; if q8 { nb } else { 0 }];
-                let mut proj = vec![0f32; if has_params { nb * N_PARAMS * b } else { 0 }];
+                // Base projections for the two row kinds (interior block rows, last block row).
+                let mut proj = vec![0f32; if has_params { 2 * nb * N_PARAMS * b } else { 0 }];
+                let col_kind = usize::from(bc == bc_n - 1);
                 for v in 0..nb {
                     self.input_block(x, v, bc, &mut xb);
                     let xv = &mut xh[v * p..(v + 1) * p];
@@ -448,10 +463,13 @@ impl RbeLinear {
                         }
                     }
                     if has_params {
-                        for k in 0..N_PARAMS {
-                            let plane = self.tables.plane(k);
-                            for r in 0..b {
-                                proj[(v * N_PARAMS + k) * b + r] = simd::dot_f32(self.isa, &plane[r * b..(r + 1) * b], &xb);
+                        for rk in 0..2 {
+                            let eb = &self.edge[col_kind + 2 * rk];
+                            for k in 0..N_PARAMS {
+                                let plane = eb.plane(k, b);
+                                for r in 0..b {
+                                    proj[((rk * nb + v) * N_PARAMS + k) * b + r] = simd::dot_f32(self.isa, &plane[r * b..(r + 1) * b], &xb);
+                                }
                             }
                         }
                     }
@@ -542,13 +560,14 @@ impl RbeLinear {
                 for v in 0..nb {
                     self.tables.inverse(&yh[v * b..(v + 1) * b], &mut y[v * b..(v + 1) * b]);
                 }
-                if let Some(params) = &self.params {
+                if let Some(params) = &self.params_o {
                     for (bc, col) in cols.iter().enumerate() {
                         let theta = &params[br * bc_n + bc];
                         for v in 0..nb {
                             for (kk, &t) in theta.iter().enumerate() {
                                 if t != 0.0 {
-                                    axpy(t, &col.proj[(v * N_PARAMS + kk) * b..][..b], &mut y[v * b..(v + 1) * b]);
+                                    let rk = usize::from(br == br_n - 1);
+                                    axpy(t, &col.proj[((rk * nb + v) * N_PARAMS + kk) * b..][..b], &mut y[v * b..(v + 1) * b]);
                                 }
                             }
                         }

@@ -251,6 +251,12 @@ impl SafetensorsWriter {
             std::io::copy(f, &mut w).map_err(|e| io_err(&path, e))?;
             w.flush().map_err(|e| io_err(&path, e))?;
         }
+        #[cfg(unix)]
+        {
+            // Temp files are created 0600; a finished model is an ordinary readable file.
+            use std::os::unix::fs::PermissionsExt;
+            out.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| io_err(&path, e))?;
+        }
         out.as_file().sync_all().map_err(|e| io_err(&path, e))?;
         out.persist(&path).map_err(|e| io_err(&path, e.error))?;
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
