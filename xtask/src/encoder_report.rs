@@ -3,8 +3,8 @@
 //! saving of entropy coding, and encode speed. Writes `target/reports/encoder.md`.
 
 use anyhow::Context;
-use rbe_encode::{encode_model, EncodeSettings, ModelOptions, Profile, SourceModel, Target};
-use rbe_format::{Entry, Entropy, RbeFile};
+use rbe_encode::{EncodeSettings, ModelOptions, Profile, SourceModel, Target, encode_model};
+use rbe_format::{Entropy, Entry, RbeFile};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -75,7 +75,11 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         ("--rel-rmse 0.0055 (goal <= 7.9 bpw; Q8_0 8.5)".into(), Target::RelRmse(0.0055), None),
     ];
     for p in Profile::ALL {
-        targets.push((format!("--profile {} (rel {})", p.name(), p.rel_rmse()), Target::RelRmse(p.rel_rmse()), Some(p)));
+        targets.push((
+            format!("--profile {} (rel {})", p.name(), p.rel_rmse()),
+            Target::RelRmse(p.rel_rmse()),
+            Some(p),
+        ));
     }
     targets.push(("--k 200 (the notes' setting)".into(), Target::TopK(200), None));
     let mut rows = Vec::new();
@@ -95,7 +99,14 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             }
         }
         eprintln!("{label}: {:.3} bpw (entropy off {:.3}), worst rel {:.5}", bpw[0], bpw[1], worst);
-        rows.push(Row { label: label.clone(), bpw_on: bpw[0], bpw_off: bpw[1], worst_rel: worst, sparse: mix.0, dense: mix.1 });
+        rows.push(Row {
+            label: label.clone(),
+            bpw_on: bpw[0],
+            bpw_off: bpw[1],
+            worst_rel: worst,
+            sparse: mix.0,
+            dense: mix.1,
+        });
     }
     // Speed: the whole model (every 2-D tensor) at the balanced profile, best of 3.
     let all = ModelOptions::default();
@@ -110,8 +121,14 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut md = String::new();
     writeln!(md, "# Encoder report: all-MiniLM-L6-v2, 36 encoder Linear weights (10.6 M weights)\n")?;
-    writeln!(md, "Bits per weight count every byte of the .rbe file except verbatim tensors; worst relative RMSE is re-measured from the written file.\n")?;
-    writeln!(md, "| target | bpw (entropy on) | bpw (entropy off) | entropy saving | worst rel-RMSE | sparse / dense blocks |")?;
+    writeln!(
+        md,
+        "Bits per weight count every byte of the .rbe file except verbatim tensors; worst relative RMSE is re-measured from the written file.\n"
+    )?;
+    writeln!(
+        md,
+        "| target | bpw (entropy on) | bpw (entropy off) | entropy saving | worst rel-RMSE | sparse / dense blocks |"
+    )?;
     writeln!(md, "|---|---|---|---|---|---|")?;
     for r in &rows {
         writeln!(
@@ -126,7 +143,12 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             r.dense
         )?;
     }
-    writeln!(md, "\nEncode speed, whole model ({:.1} M weights, --profile balanced, {threads} threads, best of 3): {best:.2} s = {:.1} M weights/s\n", weights as f64 / 1e6, weights as f64 / 1e6 / best)?;
+    writeln!(
+        md,
+        "\nEncode speed, whole model ({:.1} M weights, --profile balanced, {threads} threads, best of 3): {best:.2} s = {:.1} M weights/s\n",
+        weights as f64 / 1e6,
+        weights as f64 / 1e6 / best
+    )?;
     print!("{md}");
     std::fs::write(out_dir.join("encoder.md"), md)?;
     Ok(())

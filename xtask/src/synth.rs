@@ -1,7 +1,7 @@
 //! `cargo xtask synth-model --gib N`: a deterministic sharded synthetic f16 model (noise-like
 //! weights, std 0.02, 4096 x 16384 tensors, 8 per shard) to measure encoding at scale.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use rbe_format::SafetensorsWriter;
 
 const ROWS: usize = 4096;

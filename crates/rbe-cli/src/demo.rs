@@ -7,7 +7,7 @@
 use anyhow::Context;
 use rayon::prelude::*;
 use rbe_cpu::{DecodeMode, RbeLinear};
-use rbe_encode::{encode_tensor, EncodeSettings, Profile, SourceTensor, Target};
+use rbe_encode::{EncodeSettings, Profile, SourceTensor, Target, encode_tensor};
 use rbe_format::SharedBytes;
 use std::time::Instant;
 
@@ -25,7 +25,8 @@ pub struct DemoArgs {
 }
 
 fn tensors() -> anyhow::Result<Vec<SourceTensor>> {
-    let (header_len, meta) = safetensors::SafeTensors::read_metadata(WEIGHTS).context("shipped fixture is not valid safetensors")?;
+    let (header_len, meta) =
+        safetensors::SafeTensors::read_metadata(WEIGHTS).context("shipped fixture is not valid safetensors")?;
     let bytes = SharedBytes::new(WEIGHTS);
     let mut infos: Vec<_> = meta.tensors().into_iter().collect();
     infos.sort_by_key(|(_, i)| i.data_offsets.0);
@@ -35,7 +36,9 @@ fn tensors() -> anyhow::Result<Vec<SourceTensor>> {
             name,
             dtype: "F16".into(),
             shape: info.shape.clone(),
-            data: bytes.slice(8 + header_len + info.data_offsets.0..8 + header_len + info.data_offsets.1).expect("validated by read_metadata"),
+            data: bytes
+                .slice(8 + header_len + info.data_offsets.0..8 + header_len + info.data_offsets.1)
+                .expect("validated by read_metadata"),
         })
         .collect())
 }
@@ -73,7 +76,13 @@ fn dense_forward(w: &[f32], rows: usize, cols: usize, x: &[f32], batch: usize) -
                             acc[i] += wc[i] * xc[i];
                         }
                     }
-                    acc.iter().sum::<f32>() + wr.chunks_exact(8).remainder().iter().zip(xb.chunks_exact(8).remainder()).map(|(a, b)| a * b).sum::<f32>()
+                    acc.iter().sum::<f32>()
+                        + wr.chunks_exact(8)
+                            .remainder()
+                            .iter()
+                            .zip(xb.chunks_exact(8).remainder())
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
                 })
                 .collect()
         })
@@ -109,10 +118,18 @@ fn rel_err(y: &[f32], reference: &[f32]) -> f64 {
 pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
     println!("RBE demo: all-MiniLM-L6-v2 layer-0 weights shipped in fixtures/minilm (Apache-2.0; f16).");
     println!("Each matrix is encoded at every profile, then y = W x is computed straight from the compressed");
-    println!("form (RbeLinear, DCT-domain product) for a batch of {BATCH} seeded activations, {} threads.", rayon::current_num_threads());
+    println!(
+        "form (RbeLinear, DCT-domain product) for a batch of {BATCH} seeded activations, {} threads.",
+        rayon::current_num_threads()
+    );
     println!("bpw = bits per weight of the stored stream + metadata; rel-RMSE = weight error / std;");
-    println!("product err = |y - y_dense| / |y_dense| against the original weights; speed = dense f32 time / RBE time.\n");
-    println!("{:<44} {:<20} {:>7} {:>9} {:>11} {:>10} {:>10} {:>7}", "tensor", "target", "bpw", "rel-RMSE", "product err", "dense us", "rbe us", "speed");
+    println!(
+        "product err = |y - y_dense| / |y_dense| against the original weights; speed = dense f32 time / RBE time.\n"
+    );
+    println!(
+        "{:<44} {:<20} {:>7} {:>9} {:>11} {:>10} {:>10} {:>7}",
+        "tensor", "target", "bpw", "rel-RMSE", "product err", "dense us", "rbe us", "speed"
+    );
     for t in tensors()? {
         let w = t.to_f32()?;
         let (rows, cols) = (t.shape[0], t.shape[1]);
@@ -123,9 +140,21 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         });
         let mut targets: Vec<(String, EncodeSettings)> = Profile::ALL
             .into_iter()
-            .map(|p| (format!("{} (rel {})", p.name(), p.rel_rmse()), EncodeSettings { target: Target::RelRmse(p.rel_rmse()), profile: Some(p), ..EncodeSettings::default() }))
+            .map(|p| {
+                (
+                    format!("{} (rel {})", p.name(), p.rel_rmse()),
+                    EncodeSettings {
+                        target: Target::RelRmse(p.rel_rmse()),
+                        profile: Some(p),
+                        ..EncodeSettings::default()
+                    },
+                )
+            })
             .collect();
-        targets.push(("--k 200 (notes)".into(), EncodeSettings { target: Target::TopK(200), profile: None, ..EncodeSettings::default() }));
+        targets.push((
+            "--k 200 (notes)".into(),
+            EncodeSettings { target: Target::TopK(200), profile: None, ..EncodeSettings::default() },
+        ));
         for (label, settings) in targets {
             let out = encode_tensor(&t.name, &w, &t.shape, "F16", &settings)?;
             let meta = serde_json::to_string(out.tensor.desc())?.len() + t.name.len() + 8;

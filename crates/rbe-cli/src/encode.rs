@@ -1,8 +1,11 @@
 //! `rbe encode`: compress a safetensors model to an error target.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use rbe_encode::{encode_model, EncodeReport, EncodeSettings, ModelOptions, ParamsChoice, Profile, ResidualChoice, SourceModel, Target};
+use rbe_encode::{
+    EncodeReport, EncodeSettings, ModelOptions, ParamsChoice, Profile, ResidualChoice, SourceModel, Target,
+    encode_model,
+};
 use rbe_format::{Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -68,16 +71,22 @@ fn layout_and_values(layout: Option<&str>, values: Option<&str>) -> anyhow::Resu
     let values: Option<ValueCodec> = values.map(str::parse).transpose()?;
     Ok(match (layout, values) {
         (Some(l), Some(v)) => (l, v),
-        (Some(l), None) => (l, match l {
-            Layout::Wide => ValueCodec::F32,
-            Layout::B4 | Layout::P32 => ValueCodec::Q16,
-            Layout::P24 => ValueCodec::Q9s,
-        }),
-        (None, Some(v)) => (match v {
-            ValueCodec::F32 => Layout::Wide,
-            ValueCodec::Q9s => Layout::P24,
-            _ => Layout::P32,
-        }, v),
+        (Some(l), None) => (
+            l,
+            match l {
+                Layout::Wide => ValueCodec::F32,
+                Layout::B4 | Layout::P32 => ValueCodec::Q16,
+                Layout::P24 => ValueCodec::Q9s,
+            },
+        ),
+        (None, Some(v)) => (
+            match v {
+                ValueCodec::F32 => Layout::Wide,
+                ValueCodec::Q9s => Layout::P24,
+                _ => Layout::P32,
+            },
+            v,
+        ),
         (None, None) => (Layout::P32, ValueCodec::Q16),
     })
 }
@@ -96,8 +105,12 @@ fn settings(a: &EncodeArgs) -> anyhow::Result<EncodeSettings> {
         (Target::RelRmse(Profile::Balanced.rel_rmse()), Some(Profile::Balanced))
     };
     match target {
-        Target::RelRmse(x) | Target::Rmse(x) if !(x.is_finite() && x >= 0.0) => bail!("the error target must be a finite number >= 0, got {x}"),
-        Target::RelRmse(x) | Target::Rmse(x) if x == 0.0 => bail!("impossible target: an error of 0 needs lossless coding; RBE's residuals are quantised"),
+        Target::RelRmse(x) | Target::Rmse(x) if !(x.is_finite() && x >= 0.0) => {
+            bail!("the error target must be a finite number >= 0, got {x}")
+        }
+        Target::RelRmse(x) | Target::Rmse(x) if x == 0.0 => {
+            bail!("impossible target: an error of 0 needs lossless coding; RBE's residuals are quantised")
+        }
         _ => {}
     }
     let (layout, values) = layout_and_values(a.layout.as_deref(), a.values.as_deref())?;
@@ -120,7 +133,14 @@ fn settings(a: &EncodeArgs) -> anyhow::Result<EncodeSettings> {
             _ => ResidualChoice::Auto,
         },
     };
-    rbe_format::BlockConfig { block: s.block, transform: s.transform, layout: s.layout, values: s.values, params: ParamsPrecision::None }.validate()?;
+    rbe_format::BlockConfig {
+        block: s.block,
+        transform: s.transform,
+        layout: s.layout,
+        values: s.values,
+        params: ParamsPrecision::None,
+    }
+    .validate()?;
     Ok(s)
 }
 
@@ -136,8 +156,10 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
         let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} weights ({per_sec}, ETA {eta}) {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} weights ({per_sec}, ETA {eta}) {msg}",
+            )
+            .expect("valid template"),
         );
         Some(bar)
     } else {

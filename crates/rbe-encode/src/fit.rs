@@ -23,8 +23,9 @@ impl PseudoInverse {
         let b = basis.block();
         let n = h * w;
         // Columns of A (basis functions over the valid region).
-        let cols: Vec<Vec<f64>> =
-            (0..N_PARAMS).map(|k| (0..h).flat_map(|r| (0..w).map(move |c| (r, c))).map(|(r, c)| basis.plane(k)[r * b + c]).collect()).collect();
+        let cols: Vec<Vec<f64>> = (0..N_PARAMS)
+            .map(|k| (0..h).flat_map(|r| (0..w).map(move |c| (r, c))).map(|(r, c)| basis.plane(k)[r * b + c]).collect())
+            .collect();
         // Modified Gram-Schmidt: A = Q R, skipping columns that are (numerically) dependent.
         let mut q: Vec<Vec<f64>> = Vec::new();
         let mut kept: Vec<usize> = Vec::new();

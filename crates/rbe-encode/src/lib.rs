@@ -17,8 +17,8 @@ pub mod source;
 pub mod tensor;
 
 pub use error::EncodeError;
-pub use model::{encode_model, EncodeReport, ModelOptions, TensorReport};
+pub use model::{EncodeReport, ModelOptions, TensorReport, encode_model};
 pub use profile::Profile;
 pub use settings::{EncodeSettings, ParamsChoice, ResidualChoice, Target};
 pub use source::{SourceModel, SourceTensor};
-pub use tensor::{encode_tensor, EncodedOutput};
+pub use tensor::{EncodedOutput, encode_tensor};

@@ -7,8 +7,8 @@ use crate::settings::EncodeSettings;
 use crate::source::{Shard, SourceModel, SourceTensor};
 use crate::tensor::{encode_tensor, matrix_shape};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbe_format::container::TENSOR_KEY;
 use rbe_format::RbeWriter;
+use rbe_format::container::TENSOR_KEY;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -83,7 +83,13 @@ fn globset(patterns: &[String]) -> Result<GlobSet, EncodeError> {
 }
 
 /// Whether `t` is compressed under `settings` and the include/exclude sets.
-fn should_compress(t: &SourceTensor, settings: &EncodeSettings, include: &GlobSet, exclude: &GlobSet, has_include: bool) -> bool {
+fn should_compress(
+    t: &SourceTensor,
+    settings: &EncodeSettings,
+    include: &GlobSet,
+    exclude: &GlobSet,
+    has_include: bool,
+) -> bool {
     if !t.is_float() || t.shape.len() < 2 {
         return false;
     }
@@ -107,14 +113,21 @@ fn shard_output(shard: &Shard, output: &Path, sharded: bool) -> PathBuf {
 pub type Progress<'a> = &'a (dyn Fn(&TensorReport, u64, u64) + Sync);
 
 /// Encodes `model` into `output` (a file, or a directory for a sharded model).
-pub fn encode_model(model: &SourceModel, output: &Path, settings: &EncodeSettings, options: &ModelOptions, progress: Progress<'_>) -> Result<EncodeReport, EncodeError> {
+pub fn encode_model(
+    model: &SourceModel,
+    output: &Path,
+    settings: &EncodeSettings,
+    options: &ModelOptions,
+    progress: Progress<'_>,
+) -> Result<EncodeReport, EncodeError> {
     let started = Instant::now();
     let include = globset(&options.include)?;
     let exclude = globset(&options.exclude)?;
     let has_include = !options.include.is_empty();
     let sharded = model.index.is_some();
     if sharded {
-        std::fs::create_dir_all(output).map_err(|e| EncodeError::Input { path: output.display().to_string(), reason: e.to_string() })?;
+        std::fs::create_dir_all(output)
+            .map_err(|e| EncodeError::Input { path: output.display().to_string(), reason: e.to_string() })?;
     }
     let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
     let mut done = 0u64;
@@ -135,7 +148,9 @@ pub fn encode_model(model: &SourceModel, output: &Path, settings: &EncodeSetting
                 let out = encode_tensor(&t.name, &data, &t.shape, &t.dtype, settings)?;
                 drop(data);
                 let desc = out.tensor.desc();
-                let meta_bytes = (TENSOR_KEY.len() + t.name.len() + serde_json::to_string(desc).map(|s| s.len()).unwrap_or(0) + 8) as u64;
+                let meta_bytes =
+                    (TENSOR_KEY.len() + t.name.len() + serde_json::to_string(desc).map(|s| s.len()).unwrap_or(0) + 8)
+                        as u64;
                 writer.add_compressed(&t.name, desc, &out.stream)?;
                 let n = t.elements() as u64;
                 charged += out.stream.len() as u64 + meta_bytes;
@@ -186,13 +201,18 @@ pub fn encode_model(model: &SourceModel, output: &Path, settings: &EncodeSetting
         let out_name = name.replace(".safetensors.index.json", ".rbe.index.json");
         let out_name = if out_name == name { format!("{name}.rbe.json") } else { out_name };
         let total_size: u64 = reports.iter().map(|r| r.stream_bytes).sum();
-        let json = serde_json::json!({"metadata": {"total_size": total_size, "format": "rbe"}, "weight_map": weight_map});
+        let json =
+            serde_json::json!({"metadata": {"total_size": total_size, "format": "rbe"}, "weight_map": weight_map});
         write_atomic(&output.join(out_name), serde_json::to_vec_pretty(&json).expect("index serialises").as_slice())?;
     }
     Ok(EncodeReport {
         seconds: started.elapsed().as_secs_f64(),
         tensors: reports,
-        totals: Totals { weights, bytes: charged, bpw: if weights > 0 { 8.0 * charged as f64 / weights as f64 } else { 0.0 } },
+        totals: Totals {
+            weights,
+            bytes: charged,
+            bpw: if weights > 0 { 8.0 * charged as f64 / weights as f64 } else { 0.0 },
+        },
     })
 }
 

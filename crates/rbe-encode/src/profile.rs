@@ -51,9 +51,8 @@ impl Profile {
 impl FromStr for Profile {
     type Err = EncodeError;
     fn from_str(s: &str) -> Result<Self, EncodeError> {
-        Profile::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| EncodeError::Settings(format!("unknown profile `{s}` (expected ultra, high, balanced or fast)")))
+        Profile::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            EncodeError::Settings(format!("unknown profile `{s}` (expected ultra, high, balanced or fast)"))
+        })
     }
 }

@@ -48,7 +48,11 @@ impl RateModel {
         let value_bits: f64 = match cfg.values {
             ValueCodec::F32 => 32.0 * k,
             ValueCodec::F16 => 16.0 * k,
-            ValueCodec::Q16 => q.iter().filter(|&&v| v != 0).map(|&v| self.nonzero[usize::from(MAGNITUDE.token(zigzag(i32::from(v))).0)]).sum(),
+            ValueCodec::Q16 => q
+                .iter()
+                .filter(|&&v| v != 0)
+                .map(|&v| self.nonzero[usize::from(MAGNITUDE.token(zigzag(i32::from(v))).0)])
+                .sum(),
             ValueCodec::Q9s => 10.0 * k,
             ValueCodec::MuLaw8 => 8.0 * k,
         };
@@ -66,7 +70,11 @@ impl RateModel {
         let value_bits: f64 = match cfg.values {
             ValueCodec::F32 => 32.0 * k,
             ValueCodec::F16 => 16.0 * k,
-            ValueCodec::Q16 => s.coefficients.iter().map(|c| self.nonzero[usize::from(MAGNITUDE.token(zigzag(i32::from(c.field as u16 as i16))).0)]).sum(),
+            ValueCodec::Q16 => s
+                .coefficients
+                .iter()
+                .map(|c| self.nonzero[usize::from(MAGNITUDE.token(zigzag(i32::from(c.field as u16 as i16))).0)])
+                .sum(),
             // Narrow codecs: about their field width.
             ValueCodec::Q9s => 10.0 * k,
             ValueCodec::MuLaw8 => 8.0 * k,

@@ -71,14 +71,17 @@ fn open_shard(path: &Path) -> Result<Shard, EncodeError> {
     // SAFETY: read-only map; every read is a bounds-checked slice of it.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| input_err(path, e.to_string()))?;
     let bytes = SharedBytes::new(map);
-    let (header_len, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| input_err(path, format!("not a valid safetensors file: {e}")))?;
+    let (header_len, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| input_err(path, format!("not a valid safetensors file: {e}")))?;
     let start = 8 + header_len;
     let mut infos: Vec<_> = meta.tensors().into_iter().collect();
     infos.sort_by_key(|(_, i)| i.data_offsets.0);
     let mut tensors = Vec::with_capacity(infos.len());
     for (name, info) in infos {
         let (s, e) = info.data_offsets;
-        let data = bytes.slice(start + s..start + e).ok_or_else(|| input_err(path, format!("tensor `{name}` lies outside the file")))?;
+        let data = bytes
+            .slice(start + s..start + e)
+            .ok_or_else(|| input_err(path, format!("tensor `{name}` lies outside the file")))?;
         let dtype = match info.dtype {
             Dtype::F32 => "F32".to_owned(),
             Dtype::F16 => "F16".to_owned(),
@@ -99,8 +102,12 @@ impl SourceModel {
             return Ok(SourceModel { shards: vec![open_shard(path)?], index: None });
         }
         let text = std::fs::read_to_string(path).map_err(|e| input_err(path, e.to_string()))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| input_err(path, format!("bad index JSON: {e}")))?;
-        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| input_err(path, "index has no `weight_map` object"))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| input_err(path, format!("bad index JSON: {e}")))?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| input_err(path, "index has no `weight_map` object"))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut files: Vec<String> = Vec::new();
         for (name, file) in map {
@@ -115,7 +122,10 @@ impl SourceModel {
         files.sort();
         let shards = files.iter().map(|f| open_shard(&dir.join(f))).collect::<Result<Vec<_>, _>>()?;
         for (name, file) in map {
-            let shard = shards.iter().find(|s| s.path.file_name().and_then(|n| n.to_str()) == file.as_str()).expect("opened above");
+            let shard = shards
+                .iter()
+                .find(|s| s.path.file_name().and_then(|n| n.to_str()) == file.as_str())
+                .expect("opened above");
             if !shard.tensors.iter().any(|t| &t.name == name) {
                 return Err(input_err(path, format!("tensor `{name}` is not in its shard {}", shard.path.display())));
             }

@@ -10,8 +10,8 @@ use rbe_format::basis::N_PARAMS;
 use rbe_format::layout::{dense_payload_bytes, fits_width, needed_width};
 use rbe_format::values::{decode_value, encode_value, scale_for};
 use rbe_format::{
-    BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, ParamsPrecision, RbeParams,
-    Residual, SharedBytes, SparseResidual, TensorDesc, TransformPlan, ValueCodec,
+    BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, ParamsPrecision,
+    RbeParams, Residual, SharedBytes, SparseResidual, TensorDesc, TransformPlan, ValueCodec,
 };
 
 /// Result of encoding one tensor.
@@ -31,7 +31,13 @@ struct Prepared {
 
 fn check_finite(name: &str, data: &[f32], cols: usize) -> Result<(), EncodeError> {
     if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-        return Err(EncodeError::NonFinite { tensor: name.to_owned(), index, row: index / cols, col: index % cols, value: data[index] });
+        return Err(EncodeError::NonFinite {
+            tensor: name.to_owned(),
+            index,
+            row: index / cols,
+            col: index % cols,
+            value: data[index],
+        });
     }
     Ok(())
 }
@@ -63,10 +69,21 @@ pub fn matrix_shape(shape: &[usize]) -> Option<(usize, usize)> {
 }
 
 /// Encodes one tensor (`data` row-major, finite) with `settings`.
-pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, settings: &EncodeSettings) -> Result<EncodedOutput, EncodeError> {
-    let (rows, cols) = matrix_shape(shape).filter(|&(r, c)| r > 0 && c > 0).ok_or_else(|| EncodeError::Settings(format!("tensor `{name}`: empty shape {shape:?}")))?;
+pub fn encode_tensor(
+    name: &str,
+    data: &[f32],
+    shape: &[usize],
+    dtype: &str,
+    settings: &EncodeSettings,
+) -> Result<EncodedOutput, EncodeError> {
+    let (rows, cols) = matrix_shape(shape)
+        .filter(|&(r, c)| r > 0 && c > 0)
+        .ok_or_else(|| EncodeError::Settings(format!("tensor `{name}`: empty shape {shape:?}")))?;
     if rows * cols != data.len() {
-        return Err(EncodeError::Settings(format!("tensor `{name}`: shape {shape:?} does not match {} values", data.len())));
+        return Err(EncodeError::Settings(format!(
+            "tensor `{name}`: shape {shape:?} does not match {} values",
+            data.len()
+        )));
     }
     check_finite(name, data, cols)?;
     let b = settings.block;
@@ -76,10 +93,11 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
         Target::Rmse(x) => Some(x),
         Target::TopK(_) => None,
     };
-    if let Some(t) = target_rmse {
-        if !(t.is_finite() && t >= 0.0) {
-            return Err(EncodeError::ImpossibleTarget { tensor: name.to_owned(), reason: format!("target rmse {t} is not a finite non-negative number") });
-        }
+    if let Some(t) = target_rmse.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+        return Err(EncodeError::ImpossibleTarget {
+            tensor: name.to_owned(),
+            reason: format!("target rmse {t} is not a finite non-negative number"),
+        });
     }
     let grid = (rows.div_ceil(b), cols.div_ceil(b));
     let n_blocks = grid.0 * grid.1;
@@ -99,7 +117,10 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
     // A constant tensor (std 0) under a relative target must be exact: the f32 base does it.
     let exact_constant = std == 0.0 && target_rmse == Some(0.0);
     if target_rmse == Some(0.0) && !exact_constant {
-        return Err(EncodeError::ImpossibleTarget { tensor: name.to_owned(), reason: "an error of exactly 0 needs lossless coding, which RBE's quantised residuals are not".into() });
+        return Err(EncodeError::ImpossibleTarget {
+            tensor: name.to_owned(),
+            reason: "an error of exactly 0 needs lossless coding, which RBE's quantised residuals are not".into(),
+        });
     }
 
     // 1. Fit the base everywhere and decide the parameter storage.
@@ -146,7 +167,13 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
             }
         }
     };
-    let cfg = BlockConfig { block: b, transform: settings.transform, layout: settings.layout, values: settings.values, params };
+    let cfg = BlockConfig {
+        block: b,
+        transform: settings.transform,
+        layout: settings.layout,
+        values: settings.values,
+        params,
+    };
     cfg.validate()?;
 
     // 2. Residual against the *stored* base, padded with zeros, forward-transformed.
@@ -208,7 +235,10 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
             (_, Some((step, _))) => choose_blocks(&prepared, step as f32, &cfg, settings.entropy, settings.residual),
             (_, None) => prepared
                 .iter()
-                .map(|p| EncodedBlock { params: RbeParams(p.params), residual: Residual::Sparse(SparseResidual { scale: 1.0, coefficients: vec![] }) })
+                .map(|p| EncodedBlock {
+                    params: RbeParams(p.params),
+                    residual: Residual::Sparse(SparseResidual { scale: 1.0, coefficients: vec![] }),
+                })
                 .collect(),
         };
         let (sparse, dense) = blocks.iter().fold((0, 0), |(s, d), b| match b.residual {
@@ -239,8 +269,10 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
         let (built, stream) = EncodedTensor::encode(name, desc, &blocks, settings.entropy)?;
         drop(blocks);
         // Measure the error on what a reader gets back from the stored bytes.
-        let mut loaded = EncodedTensor::from_stream(name, built.desc().clone(), SharedBytes::from(stream.clone()), true)?;
-        let loaded_blocks: Vec<EncodedBlock> = (0..loaded.block_count()).into_par_iter().map(|i| loaded.block(i)).collect::<Result<_, _>>()?;
+        let mut loaded =
+            EncodedTensor::from_stream(name, built.desc().clone(), SharedBytes::from(stream.clone()), true)?;
+        let loaded_blocks: Vec<EncodedBlock> =
+            (0..loaded.block_count()).into_par_iter().map(|i| loaded.block(i)).collect::<Result<_, _>>()?;
         let err = decode_error(&loaded_blocks, &cfg, data, rows, cols, grid);
         let rmse = (err / n_valid).sqrt();
         let rel = if std > 0.0 { rmse / std } else { 0.0 };
@@ -265,11 +297,21 @@ pub fn encode_tensor(name: &str, data: &[f32], shape: &[usize], dtype: &str, set
         } else {
             hi = step;
             if attempt >= 8 || step <= min_step {
-                return best.ok_or(EncodeError::TargetMissed { tensor: name.to_owned(), achieved: rel, target: if std > 0.0 { t / std } else { t } });
+                return best.ok_or(EncodeError::TargetMissed {
+                    tensor: name.to_owned(),
+                    achieved: rel,
+                    target: if std > 0.0 { t / std } else { t },
+                });
             }
         }
         let guess = step * (0.995 * t / rmse.max(f64::MIN_POSITIVE));
-        let next = if guess > lo && guess < hi { guess } else if hi.is_finite() && lo > 0.0 { (lo * hi).sqrt() } else { guess };
+        let next = if guess > lo && guess < hi {
+            guess
+        } else if hi.is_finite() && lo > 0.0 {
+            (lo * hi).sqrt()
+        } else {
+            guess
+        };
         step_state = Some((next.max(min_step), min_step));
         continue;
     }
@@ -366,8 +408,14 @@ fn top_k_block(p: &Prepared, k: usize, cfg: &BlockConfig) -> EncodedBlock {
     kept.sort_unstable();
     let max_abs = kept.iter().map(|&i| f64::from(p.coefs[i]).abs()).fold(0.0, f64::max);
     let scale = scale_for(cfg.values, max_abs);
-    let coefficients =
-        kept.iter().map(|&i| Coefficient { row: (i / b) as u16, col: (i % b) as u16, field: encode_value(cfg.values, f64::from(p.coefs[i]), scale) }).collect();
+    let coefficients = kept
+        .iter()
+        .map(|&i| Coefficient {
+            row: (i / b) as u16,
+            col: (i % b) as u16,
+            field: encode_value(cfg.values, f64::from(p.coefs[i]), scale),
+        })
+        .collect();
     EncodedBlock { params: RbeParams(p.params), residual: Residual::Sparse(SparseResidual { scale, coefficients }) }
 }
 
@@ -376,9 +424,16 @@ fn top_k_block(p: &Prepared, k: usize, cfg: &BlockConfig) -> EncodedBlock {
 /// Storage cost decides (estimated entropy-coded bits, or exact raw bytes with entropy off), with
 /// one guard for the runtime: a sparse block may not take more than 1.5x the dense block's runtime
 /// bytes, since loading expands entropy-coded blocks to their fixed-width layout.
-fn choose_blocks(prepared: &[Prepared], step: f32, cfg: &BlockConfig, entropy: Entropy, allowed: ResidualChoice) -> Vec<EncodedBlock> {
+fn choose_blocks(
+    prepared: &[Prepared],
+    step: f32,
+    cfg: &BlockConfig,
+    entropy: Entropy,
+    allowed: ResidualChoice,
+) -> Vec<EncodedBlock> {
     let inv = 1.0 / step;
-    let quantised: Vec<Vec<i16>> = prepared.par_iter().map(|p| p.coefs.iter().map(|&c| quantise(c, inv) as i16).collect()).collect();
+    let quantised: Vec<Vec<i16>> =
+        prepared.par_iter().map(|p| p.coefs.iter().map(|&c| quantise(c, inv) as i16).collect()).collect();
     let rate = RateModel::from_blocks(&quantised);
     let entry = cfg.layout.entry_bytes();
     let scale_bytes = cfg.values.scale_bytes(cfg.layout);
@@ -408,7 +463,9 @@ fn choose_blocks(prepared: &[Prepared], step: f32, cfg: &BlockConfig, entropy: E
                 return sparse;
             }
             // q16 reuses the dense integers: same reconstruction. Other codecs must not add error.
-            if cfg.values == ValueCodec::Q16 || block_error(p, &sparse, cfg) <= block_error(p, &dense, cfg) * (1.0 + 1e-6) + 1e-30 {
+            if cfg.values == ValueCodec::Q16
+                || block_error(p, &sparse, cfg) <= block_error(p, &dense, cfg) * (1.0 + 1e-6) + 1e-30
+            {
                 sparse
             } else {
                 dense
@@ -438,7 +495,10 @@ fn dense_block(p: &Prepared, q: Vec<i16>, step: f32) -> EncodedBlock {
             best = (bytes, w);
         }
     }
-    EncodedBlock { params: RbeParams(p.params), residual: Residual::Dense(DenseResidual { width: best.1, step, values: q }) }
+    EncodedBlock {
+        params: RbeParams(p.params),
+        residual: Residual::Dense(DenseResidual { width: best.1, step, values: q }),
+    }
 }
 
 /// Sparse residual holding the dense block's nonzero coefficients, values through the codec
@@ -465,7 +525,12 @@ fn sparse_block(p: &Prepared, dense: &EncodedBlock, step: f32, cfg: &BlockConfig
 /// Coefficient-domain squared error of `block` against the prepared coefficients.
 fn block_error(p: &Prepared, block: &EncodedBlock, cfg: &BlockConfig) -> f64 {
     match &block.residual {
-        Residual::Dense(d) => p.coefs.iter().zip(&d.values).map(|(&c, &q)| (f64::from(c) - f64::from(q) * f64::from(d.step)).powi(2)).sum(),
+        Residual::Dense(d) => p
+            .coefs
+            .iter()
+            .zip(&d.values)
+            .map(|(&c, &q)| (f64::from(c) - f64::from(q) * f64::from(d.step)).powi(2))
+            .sum(),
         Residual::Sparse(s) => {
             let mut e: f64 = p.coefs.iter().map(|&c| f64::from(c).powi(2)).sum();
             for c in &s.coefficients {
@@ -479,7 +544,14 @@ fn block_error(p: &Prepared, block: &EncodedBlock, cfg: &BlockConfig) -> f64 {
 }
 
 /// Squared error of the reference decode of `blocks` against the original data (valid region only).
-pub fn decode_error(blocks: &[EncodedBlock], cfg: &BlockConfig, data: &[f32], rows: usize, cols: usize, grid: (usize, usize)) -> f64 {
+pub fn decode_error(
+    blocks: &[EncodedBlock],
+    cfg: &BlockConfig,
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    grid: (usize, usize),
+) -> f64 {
     let b = cfg.block;
     let per_block: Vec<f64> = blocks
         .par_iter()

@@ -2,7 +2,7 @@
 //! thread counts, the sparse path winning on smooth blocks, and clear errors on bad input.
 
 use proptest::prelude::*;
-use rbe_encode::{encode_tensor, EncodeError, EncodeSettings, ParamsChoice, Profile, ResidualChoice, Target};
+use rbe_encode::{EncodeError, EncodeSettings, ParamsChoice, Profile, ResidualChoice, Target, encode_tensor};
 use rbe_format::{Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
 
 /// Seeded noise, roughly N(0, scale^2) (sum of uniforms).
@@ -96,7 +96,9 @@ fn sparse_path_wins_on_smooth_data() {
         let (auto, sparse_blocks) = bytes(ResidualChoice::Auto, entropy);
         let (dense_only, _) = bytes(ResidualChoice::Dense, entropy);
         let (sparse_only, _) = bytes(ResidualChoice::Sparse, entropy);
-        eprintln!("smooth 256x256 at rel 0.05, entropy {entropy}: auto {auto} B ({sparse_blocks}/16 sparse), sparse only {sparse_only} B, dense only {dense_only} B");
+        eprintln!(
+            "smooth 256x256 at rel 0.05, entropy {entropy}: auto {auto} B ({sparse_blocks}/16 sparse), sparse only {sparse_only} B, dense only {dense_only} B"
+        );
         assert!(sparse_blocks > 0, "no sparse block chosen on smooth data");
         assert!(auto <= dense_only && sparse_only < dense_only, "sparse does not win: {sparse_only} vs {dense_only}");
         if entropy == Entropy::None {
@@ -108,7 +110,12 @@ fn sparse_path_wins_on_smooth_data() {
 #[test]
 fn notes_reference_block_is_433_bytes_of_stream() {
     let data = noise(64 * 64, 4, 0.05);
-    let s = EncodeSettings { layout: Layout::B4, values: ValueCodec::F16, entropy: Entropy::None, ..settings(Target::TopK(100)) };
+    let s = EncodeSettings {
+        layout: Layout::B4,
+        values: ValueCodec::F16,
+        entropy: Entropy::None,
+        ..settings(Target::TopK(100))
+    };
     let out = encode_tensor("w", &data, &[64, 64], "F32", &s).unwrap();
     // 4 (prelude length) + 4 (index) + 433 (block).
     assert_eq!(out.stream.len(), 441);
@@ -121,7 +128,9 @@ fn nan_is_reported_with_its_position() {
     let mut data = vec![0.01f32; 128 * 128];
     data[70 * 128 + 3] = f32::NAN;
     match encode_tensor("bad.weight", &data, &[128, 128], "F32", &settings(Target::RelRmse(0.05))) {
-        Err(e @ EncodeError::NonFinite { index: 8963, row: 70, col: 3, .. }) => assert!(e.to_string().contains("bad.weight")),
+        Err(e @ EncodeError::NonFinite { index: 8963, row: 70, col: 3, .. }) => {
+            assert!(e.to_string().contains("bad.weight"))
+        }
         other => panic!("expected NonFinite, got {other:?}"),
     }
 }
@@ -158,7 +167,11 @@ fn every_layout_and_codec_encodes_to_target() {
     let data = smooth(96, 80);
     for layout in Layout::ALL.iter().copied() {
         for values in ValueCodec::ALL.iter().copied().filter(|v| layout.accepts(*v)) {
-            for params in [ParamsChoice::Auto, ParamsChoice::Fixed(ParamsPrecision::F32), ParamsChoice::Fixed(ParamsPrecision::None)] {
+            for params in [
+                ParamsChoice::Auto,
+                ParamsChoice::Fixed(ParamsPrecision::F32),
+                ParamsChoice::Fixed(ParamsPrecision::None),
+            ] {
                 let s = EncodeSettings { layout, values, params, ..settings(Target::RelRmse(0.02)) };
                 let out = encode_tensor("w", &data, &[96, 80], "F32", &s).unwrap();
                 assert!(rel_rmse(&data, &out.tensor.decode().unwrap()) <= 0.02, "{layout} {values} {params:?}");

@@ -145,8 +145,13 @@ impl EncodedBlock {
                 out.extend_from_slice(&d.step.to_le_bytes());
                 let w = d.width;
                 pack_bits(d.values.iter().map(|&v| if fits_width(i32::from(v), w) { i32::from(v) } else { 0 }), w, out);
-                let outliers: Vec<(usize, i16)> =
-                    d.values.iter().enumerate().filter(|(_, v)| !fits_width(i32::from(**v), w)).map(|(i, v)| (i, *v)).collect();
+                let outliers: Vec<(usize, i16)> = d
+                    .values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| !fits_width(i32::from(**v), w))
+                    .map(|(i, v)| (i, *v))
+                    .collect();
                 write_varint(out, outliers.len() as u64);
                 for (i, v) in outliers {
                     out.extend_from_slice(&(i as u16).to_le_bytes());
@@ -190,7 +195,11 @@ impl EncodedBlock {
                 let mut prev: Option<(u16, u16)> = None;
                 for (i, c) in s.coefficients.iter().enumerate() {
                     if usize::from(c.row) >= b || usize::from(c.col) >= b {
-                        return Err(BlockError::CoordinateOutOfRange { row: c.row.into(), col: c.col.into(), block: b });
+                        return Err(BlockError::CoordinateOutOfRange {
+                            row: c.row.into(),
+                            col: c.col.into(),
+                            block: b,
+                        });
                     }
                     if prev.is_some_and(|p| p >= (c.row, c.col)) {
                         return Err(BlockError::NotSorted(i));
@@ -223,7 +232,8 @@ impl EncodedBlock {
         match &self.residual {
             Residual::Sparse(s) => {
                 for c in &s.coefficients {
-                    out[usize::from(c.row) * cfg.block + usize::from(c.col)] = decode_value(cfg.values, c.field, s.scale);
+                    out[usize::from(c.row) * cfg.block + usize::from(c.col)] =
+                        decode_value(cfg.values, c.field, s.scale);
                 }
             }
             Residual::Dense(d) => {
@@ -385,7 +395,11 @@ mod tests {
     fn notes_reference_block_is_433_bytes() {
         let c = cfg(Layout::B4, ValueCodec::F16, ParamsPrecision::F32);
         let coefficients = (0..100u16)
-            .map(|i| Coefficient { row: i / 10, col: i % 10, field: u32::from(f16::from_f32(0.01 * f32::from(i)).to_bits()) })
+            .map(|i| Coefficient {
+                row: i / 10,
+                col: i % 10,
+                field: u32::from(f16::from_f32(0.01 * f32::from(i)).to_bits()),
+            })
             .collect();
         let block = EncodedBlock {
             params: RbeParams([0.1, -0.2, 0.3, 0.0, 0.0, 0.0, 0.0, 0.5]),
@@ -416,14 +430,23 @@ mod tests {
     #[test]
     fn decode_matches_the_formula_in_f64() {
         for transform in [Transform::Dct, Transform::Dwt] {
-            let c = BlockConfig { block: 8, transform, layout: Layout::Wide, values: ValueCodec::F32, params: ParamsPrecision::F32 };
+            let c = BlockConfig {
+                block: 8,
+                transform,
+                layout: Layout::Wide,
+                values: ValueCodec::F32,
+                params: ParamsPrecision::F32,
+            };
             let theta = [0.5f32, -0.25, 0.125, 0.3, -0.1, 0.05, 0.02, -0.4];
             let coefs = [(0u16, 0u16, 1.0f32), (1, 3, -0.5), (7, 7, 0.25)];
             let block = EncodedBlock {
                 params: RbeParams(theta),
                 residual: Residual::Sparse(SparseResidual {
                     scale: 1.0,
-                    coefficients: coefs.iter().map(|&(row, col, v)| Coefficient { row, col, field: v.to_bits() }).collect(),
+                    coefficients: coefs
+                        .iter()
+                        .map(|&(row, col, v)| Coefficient { row, col, field: v.to_bits() })
+                        .collect(),
                 }),
             };
             let got = block.decode(&c);

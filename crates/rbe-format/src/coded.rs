@@ -167,7 +167,8 @@ fn visit(block: &EncodedBlock, cfg: &BlockConfig, default_step: u32, sink: &mut 
 impl EntropyModel {
     /// Builds the tables from the blocks they will code.
     pub fn build(blocks: &[EncodedBlock], cfg: &BlockConfig) -> Self {
-        let tokenizers: Vec<UintTokenizer> = DEFAULT_TOKENIZERS.iter().map(|&(d, m)| UintTokenizer::new(d, m)).collect();
+        let tokenizers: Vec<UintTokenizer> =
+            DEFAULT_TOKENIZERS.iter().map(|&(d, m)| UintTokenizer::new(d, m)).collect();
         // The most common dense step (ties: the smallest bit pattern), deterministic.
         let mut steps: Vec<u32> = blocks
             .iter()
@@ -217,7 +218,8 @@ impl EntropyModel {
             let d = u32::from(*bytes.get(pos).ok_or(BlockError::Truncated)?);
             let m = u32::from(*bytes.get(pos + 1).ok_or(BlockError::Truncated)?);
             pos += 2;
-            let tok = UintTokenizer::try_new(d, m).ok_or(BlockError::Entropy(crate::entropy::EntropyError::TableInvalid("tokenizer")))?;
+            let tok = UintTokenizer::try_new(d, m)
+                .ok_or(BlockError::Entropy(crate::entropy::EntropyError::TableInvalid("tokenizer")))?;
             tokenizers.push(tok);
             tables.push(FreqTable::read(bytes, &mut pos)?);
         }
@@ -272,7 +274,11 @@ impl EntropyModel {
             for _ in 0..head {
                 let p = next + self.uint(&mut dec, GAP)? as usize;
                 if p >= n {
-                    return Err(BlockError::CoordinateOutOfRange { row: (p / cfg.block) as u32, col: (p % cfg.block) as u32, block: cfg.block });
+                    return Err(BlockError::CoordinateOutOfRange {
+                        row: (p / cfg.block) as u32,
+                        col: (p % cfg.block) as u32,
+                        block: cfg.block,
+                    });
                 }
                 next = p + 1;
                 let field = match cfg.values {
@@ -293,7 +299,11 @@ impl EntropyModel {
             if !(1..=16).contains(&width) {
                 return Err(BlockError::BadWidth(width.min(255) as u8));
             }
-            let step = if dec.get_bits(1)? == 1 { f32::from_bits(self.default_step) } else { f32::from_bits(dec.get_bits(32)?) };
+            let step = if dec.get_bits(1)? == 1 {
+                f32::from_bits(self.default_step)
+            } else {
+                f32::from_bits(dec.get_bits(32)?)
+            };
             let mut values = Vec::with_capacity(n);
             for _ in 0..n {
                 values.push(i16_from_zigzag(self.uint(&mut dec, DENSE_VALUE)?)?);

@@ -4,7 +4,7 @@
 
 use crate::error::FormatError;
 use crate::shared::SharedBytes;
-use crate::tensor::{stream_checksum, verbatim_checksum, EncodedTensor, TensorDesc};
+use crate::tensor::{EncodedTensor, TensorDesc, stream_checksum, verbatim_checksum};
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -73,13 +73,19 @@ impl RbeFile {
 
     /// Validates a container held in memory.
     pub fn from_bytes(bytes: SharedBytes) -> Result<Self, FormatError> {
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| FormatError::Container(format!("not a valid safetensors file: {e}")))?;
-        let (header_len, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| FormatError::Container(e.to_string()))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| FormatError::Container(format!("not a valid safetensors file: {e}")))?;
+        let (header_len, meta) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| FormatError::Container(e.to_string()))?;
         let data_start = 8 + header_len;
         let metadata = meta.metadata().clone().unwrap_or_default();
         match metadata.get(FORMAT_KEY).map(String::as_str) {
             Some(FORMAT_VERSION) => {}
-            Some(v) => return Err(FormatError::Container(format!("format version {v} is not supported (this reader knows {FORMAT_VERSION})"))),
+            Some(v) => {
+                return Err(FormatError::Container(format!(
+                    "format version {v} is not supported (this reader knows {FORMAT_VERSION})"
+                )));
+            }
             None => return Err(FormatError::Container(format!("no `{FORMAT_KEY}` in the metadata: not an .rbe file"))),
         }
         let mut infos: Vec<(String, &safetensors::tensor::TensorInfo)> = meta.tensors().into_iter().collect();
@@ -87,9 +93,12 @@ impl RbeFile {
         let mut entries = Vec::with_capacity(infos.len());
         for (name, info) in infos {
             let (s, e) = info.data_offsets;
-            let data = bytes.slice(data_start + s..data_start + e).ok_or_else(|| FormatError::tensor(&name, "data outside the file"))?;
+            let data = bytes
+                .slice(data_start + s..data_start + e)
+                .ok_or_else(|| FormatError::tensor(&name, "data outside the file"))?;
             if let Some(json) = metadata.get(&format!("{TENSOR_KEY}{name}")) {
-                let desc: TensorDesc = serde_json::from_str(json).map_err(|e| FormatError::tensor(&name, format!("bad description: {e}")))?;
+                let desc: TensorDesc = serde_json::from_str(json)
+                    .map_err(|e| FormatError::tensor(&name, format!("bad description: {e}")))?;
                 if info.dtype != Dtype::U8 || info.shape.len() != 1 {
                     return Err(FormatError::tensor(&name, "a compressed tensor must be a 1-D U8 tensor"));
                 }
@@ -101,7 +110,10 @@ impl RbeFile {
                 if want.len() != 16 {
                     return Err(FormatError::tensor(&name, "malformed checksum"));
                 }
-                entries.push((name, Entry::Verbatim(VerbatimTensor { dtype: dtype_name(info.dtype), shape: info.shape.clone(), data })));
+                entries.push((
+                    name,
+                    Entry::Verbatim(VerbatimTensor { dtype: dtype_name(info.dtype), shape: info.shape.clone(), data }),
+                ));
             }
         }
         drop(st);
@@ -115,7 +127,11 @@ impl RbeFile {
                 continue;
             };
             let ok = entries.iter().any(|(n, e)| {
-                n == name && matches!((prefix, e), (TENSOR_KEY, Entry::Compressed { .. }) | (VERBATIM_KEY, Entry::Verbatim(_)))
+                n == name
+                    && matches!(
+                        (prefix, e),
+                        (TENSOR_KEY, Entry::Compressed { .. }) | (VERBATIM_KEY, Entry::Verbatim(_))
+                    )
             });
             if !ok {
                 return Err(FormatError::tensor(name, format!("metadata `{key}` has no matching tensor")));
@@ -142,7 +158,9 @@ impl RbeFile {
     /// Loads compressed tensor `name` (checksum verified; entropy coding undone).
     pub fn tensor(&self, name: &str) -> Result<EncodedTensor, FormatError> {
         match self.entry(name) {
-            Some(Entry::Compressed { desc, stream }) => EncodedTensor::from_stream(name, desc.clone(), stream.clone(), true),
+            Some(Entry::Compressed { desc, stream }) => {
+                EncodedTensor::from_stream(name, desc.clone(), stream.clone(), true)
+            }
             Some(Entry::Verbatim(_)) => Err(FormatError::tensor(name, "stored verbatim, not compressed")),
             None => Err(FormatError::tensor(name, "no such tensor in the file")),
         }
@@ -155,7 +173,10 @@ impl RbeFile {
                 let want = &self.metadata[&format!("{VERBATIM_KEY}{name}")];
                 let got = verbatim_checksum(&v.dtype, &v.shape, &v.data);
                 if &got != want {
-                    return Err(FormatError::tensor(name, format!("checksum mismatch (stored {want}, computed {got})")));
+                    return Err(FormatError::tensor(
+                        name,
+                        format!("checksum mismatch (stored {want}, computed {got})"),
+                    ));
                 }
                 Ok(v)
             }

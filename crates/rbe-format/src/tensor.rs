@@ -58,7 +58,13 @@ pub struct TensorDesc {
 impl TensorDesc {
     /// The block configuration of this tensor (validated).
     pub fn block_config(&self) -> Result<BlockConfig, FormatError> {
-        let cfg = BlockConfig { block: self.block, transform: self.transform, layout: self.layout, values: self.values, params: self.params };
+        let cfg = BlockConfig {
+            block: self.block,
+            transform: self.transform,
+            layout: self.layout,
+            values: self.values,
+            params: self.params,
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -154,7 +160,12 @@ impl EncodedTensor {
 
     /// Reads a stored stream (format.md 4, 5), checking the checksum when `verify_checksum`.
     /// Entropy-coded blocks are decoded to the runtime layout; raw streams stay zero-copy.
-    pub fn from_stream(name: &str, desc: TensorDesc, stream: SharedBytes, verify_checksum: bool) -> Result<Self, FormatError> {
+    pub fn from_stream(
+        name: &str,
+        desc: TensorDesc,
+        stream: SharedBytes,
+        verify_checksum: bool,
+    ) -> Result<Self, FormatError> {
         let err = |r: String| FormatError::tensor(name, r);
         let cfg = desc.block_config().map_err(|e| err(e.to_string()))?;
         let (rows, cols) = desc.matrix_shape().map_err(err)?;
@@ -164,13 +175,20 @@ impl EncodedTensor {
         if verify_checksum {
             let got = stream_checksum(&desc, &stream);
             if got != desc.xxh3 {
-                return Err(err(format!("checksum mismatch over description and stream (stored {}, computed {got})", desc.xxh3)));
+                return Err(err(format!(
+                    "checksum mismatch over description and stream (stored {}, computed {got})",
+                    desc.xxh3
+                )));
             }
         }
         let grid = (rows.div_ceil(cfg.block), cols.div_ceil(cfg.block));
         let n_blocks = grid.0 * grid.1;
-        let prelude_len = read_u32(&stream, 0).ok_or_else(|| err("stream shorter than its prelude length".into()))? as usize;
-        let index_at = 4usize.checked_add(prelude_len).filter(|&e| e <= stream.len()).ok_or_else(|| err("prelude runs past the stream".into()))?;
+        let prelude_len =
+            read_u32(&stream, 0).ok_or_else(|| err("stream shorter than its prelude length".into()))? as usize;
+        let index_at = 4usize
+            .checked_add(prelude_len)
+            .filter(|&e| e <= stream.len())
+            .ok_or_else(|| err("prelude runs past the stream".into()))?;
         // Check the index fits before allocating anything sized by the grid.
         let blocks_at = n_blocks
             .checked_mul(4)
@@ -200,13 +218,16 @@ impl EncodedTensor {
                 (area, ends)
             }
             Entropy::Rans => {
-                let model = EntropyModel::read(&stream[4..index_at]).map_err(|e| err(format!("entropy prelude: {e}")))?;
+                let model =
+                    EntropyModel::read(&stream[4..index_at]).map_err(|e| err(format!("entropy prelude: {e}")))?;
                 // Blocks decode independently: in parallel, reassembled in order.
                 let pieces: Vec<Vec<u8>> = (0..n_blocks)
                     .into_par_iter()
                     .map(|i| {
                         let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-                        let block = model.decode_block(&area[start..ends[i] as usize], &cfg).map_err(|x| FormatError::block(name, i, x))?;
+                        let block = model
+                            .decode_block(&area[start..ends[i] as usize], &cfg)
+                            .map_err(|x| FormatError::block(name, i, x))?;
                         let mut bytes = Vec::new();
                         block.write(&cfg, &mut bytes).map_err(|x| FormatError::block(name, i, x))?;
                         Ok(bytes)
@@ -217,7 +238,8 @@ impl EncodedTensor {
                 let mut runtime_ends = Vec::with_capacity(n_blocks);
                 for p in pieces {
                     runtime.extend_from_slice(&p);
-                    runtime_ends.push(u32::try_from(runtime.len()).map_err(|_| err("runtime stream exceeds 4 GiB".into()))?);
+                    runtime_ends
+                        .push(u32::try_from(runtime.len()).map_err(|_| err("runtime stream exceeds 4 GiB".into()))?);
                 }
                 (SharedBytes::from(runtime), runtime_ends)
             }
@@ -233,7 +255,12 @@ impl EncodedTensor {
 
     /// Builds a tensor from its blocks and serialises it in one go (no re-parse of the runtime
     /// bytes): returns the tensor (description completed) and its stored stream.
-    pub fn encode(name: &str, desc: TensorDesc, blocks: &[EncodedBlock], entropy: Entropy) -> Result<(Self, Vec<u8>), FormatError> {
+    pub fn encode(
+        name: &str,
+        desc: TensorDesc,
+        blocks: &[EncodedBlock],
+        entropy: Entropy,
+    ) -> Result<(Self, Vec<u8>), FormatError> {
         let mut t = Self::from_blocks(name, desc, blocks)?;
         let stream = t.stream_of(entropy, Some(blocks))?;
         Ok((t, stream))
@@ -281,7 +308,10 @@ impl EncodedTensor {
                 let mut ends = Vec::with_capacity(n);
                 for p in pieces {
                     area.extend_from_slice(&p);
-                    ends.push(u32::try_from(area.len()).map_err(|_| FormatError::tensor(&self.name, "stream exceeds 4 GiB"))?);
+                    ends.push(
+                        u32::try_from(area.len())
+                            .map_err(|_| FormatError::tensor(&self.name, "stream exceeds 4 GiB"))?,
+                    );
                 }
                 out.extend_from_slice(&(prelude.len() as u32).to_le_bytes());
                 out.extend_from_slice(&prelude);

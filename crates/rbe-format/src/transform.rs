@@ -29,9 +29,8 @@ impl<T: DctNum + Float> TransformPlan<T> {
             Transform::Dwt => (None, block),
         };
         let b = T::from_usize(block).expect("block size fits a float");
-        let dct_scale = (0..block)
-            .map(|k| if k == 0 { (T::one() / b).sqrt() } else { (T::two() / b).sqrt() })
-            .collect();
+        let dct_scale =
+            (0..block).map(|k| if k == 0 { (T::one() / b).sqrt() } else { (T::two() / b).sqrt() }).collect();
         TransformPlan {
             block,
             kind,

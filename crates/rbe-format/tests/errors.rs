@@ -4,8 +4,7 @@ mod common;
 
 use common::{Rng, open_and_verify, sparse_block};
 use rbe_format::{
-    BlockConfig, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeWriter, Transform, ValueCodec,
-    stream_checksum,
+    BlockConfig, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeWriter, Transform, ValueCodec, stream_checksum,
 };
 
 const NAME: &str = "encoder.layer.3.weight";
@@ -38,8 +37,7 @@ fn file_with_stream(t: &EncodedTensor, stream: &[u8]) -> Vec<u8> {
     let path = dir.path().join("x.rbe");
     let mut w = RbeWriter::create(&path).expect("create");
     w.add_compressed(NAME, &desc, stream).expect("add");
-    w.add_verbatim("bias", "F32", &[2], &[0, 0, 128, 63, 0, 0, 0, 0])
-        .expect("add");
+    w.add_verbatim("bias", "F32", &[2], &[0, 0, 128, 63, 0, 0, 0, 0]).expect("add");
     w.finish().expect("finish");
     std::fs::read(&path).expect("read")
 }
@@ -73,10 +71,7 @@ fn corrupt_raw_block_names_tensor_and_block() {
     let at = raw_block_offset(&t, 2) + 1 + 4;
     stream[at + 2] |= 0x01;
     let msg = error_of(&file_with_stream(&t, &stream));
-    assert_eq!(
-        msg,
-        format!("tensor `{NAME}`, block 2: reserved bits set in p32 entry")
-    );
+    assert_eq!(msg, format!("tensor `{NAME}`, block 2: reserved bits set in p32 entry"));
 }
 
 #[test]
@@ -88,12 +83,7 @@ fn unsorted_coefficients_name_the_block() {
     let (a, b) = stream[at..at + 8].split_at_mut(4);
     a.swap_with_slice(b);
     let msg = error_of(&file_with_stream(&t, &stream));
-    assert_eq!(
-        msg,
-        format!(
-            "tensor `{NAME}`, block 3: coefficients not sorted strictly by (row, col) at entry 1"
-        )
-    );
+    assert_eq!(msg, format!("tensor `{NAME}`, block 3: coefficients not sorted strictly by (row, col) at entry 1"));
 }
 
 #[test]
@@ -106,10 +96,7 @@ fn corrupt_index_names_the_block() {
     let end0 = u32::from_le_bytes(stream[index..index + 4].try_into().expect("4 bytes"));
     stream[index + 4..index + 8].copy_from_slice(&(end0 - 1).to_le_bytes());
     let msg = error_of(&file_with_stream(&t, &stream));
-    assert!(
-        msg.starts_with(&format!("tensor `{NAME}`, block 1: ")),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("tensor `{NAME}`, block 1: ")), "{msg}");
 }
 
 #[test]
@@ -118,22 +105,13 @@ fn corrupt_entropy_coded_block_names_the_block() {
     let mut stream = t.to_stream(Entropy::Rans).expect("stream");
     let prelude = u32::from_le_bytes(stream[..4].try_into().expect("4 bytes")) as usize;
     let index = 4 + prelude;
-    let end = |i: usize| {
-        u32::from_le_bytes(
-            stream[index + 4 * i..index + 4 * i + 4]
-                .try_into()
-                .expect("4"),
-        ) as usize
-    };
+    let end = |i: usize| u32::from_le_bytes(stream[index + 4 * i..index + 4 * i + 4].try_into().expect("4")) as usize;
     let blocks_at = index + 16;
     // Block 2's rANS state (params are `none`, so the body starts the block) below L = 2^23.
     let at = blocks_at + end(1);
     stream[at..at + 4].copy_from_slice(&[0, 0, 0, 0]);
     let msg = error_of(&file_with_stream(&t, &stream));
-    assert!(
-        msg.starts_with(&format!("tensor `{NAME}`, block 2: entropy-coded block")),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("tensor `{NAME}`, block 2: entropy-coded block")), "{msg}");
 }
 
 #[test]
@@ -146,10 +124,7 @@ fn flipped_stream_byte_is_a_checksum_error_naming_the_tensor() {
     let at = 8 + len as usize + raw_block_offset(&t, 1) + 2;
     bytes[at] ^= 0x40;
     let msg = error_of(&bytes);
-    assert!(
-        msg.starts_with(&format!("tensor `{NAME}`: checksum mismatch")),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("tensor `{NAME}`: checksum mismatch")), "{msg}");
 }
 
 #[test]

@@ -29,24 +29,17 @@ fn target(name: &str) -> Option<fn(&[u8])> {
 fn fuzz_regressions_replay() {
     let dir = manifest_dir().join("tests/fuzz_regressions");
     let mut replayed = 0;
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("regression dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("regression dir").map(|e| e.expect("entry").path()).collect();
     entries.sort();
     for path in entries {
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         if file_name.starts_with('.') || file_name.ends_with(".md") {
             continue;
         }
         let target_name = file_name.split('-').next().unwrap_or_default();
-        let run = target(target_name).unwrap_or_else(|| {
-            panic!("{file_name}: name must start with container-, block- or coded_block-")
-        });
+        let run = target(target_name)
+            .unwrap_or_else(|| panic!("{file_name}: name must start with container-, block- or coded_block-"));
         let data = std::fs::read(&path).expect("read input");
         if std::panic::catch_unwind(|| run(&data)).is_err() {
             panic!("fuzz regression {file_name} fails");
@@ -77,26 +70,18 @@ fn checked_in_seed_corpus_is_valid() {
     for target_name in ["container", "block", "coded_block"] {
         for entry in std::fs::read_dir(root.join(target_name)).expect("corpus dir") {
             let path = entry.expect("entry").path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
             if !name.starts_with("seed-") {
                 continue;
             }
             let data = std::fs::read(&path).expect("read seed");
             let valid = match target_name {
                 "container" => common::open_and_verify(&data).is_ok(),
-                "block" => {
-                    EncodedBlock::parse(&data[1..], &fuzz_harness::config_from_byte(data[0]))
-                        .is_ok()
-                }
+                "block" => EncodedBlock::parse(&data[1..], &fuzz_harness::config_from_byte(data[0])).is_ok(),
                 _ => {
                     let cfg = fuzz_harness::config_from_byte(data[0]);
                     let len = usize::from(u16::from_le_bytes([data[1], data[2]]));
-                    EntropyModel::read(&data[3..3 + len])
-                        .is_ok_and(|m| m.decode_block(&data[3 + len..], &cfg).is_ok())
+                    EntropyModel::read(&data[3..3 + len]).is_ok_and(|m| m.decode_block(&data[3 + len..], &cfg).is_ok())
                 }
             };
             assert!(
@@ -110,42 +95,12 @@ fn checked_in_seed_corpus_is_valid() {
 }
 
 fn seed_configs() -> [BlockConfig; 4] {
-    let c = |block, transform, layout, values, params| BlockConfig {
-        block,
-        transform,
-        layout,
-        values,
-        params,
-    };
+    let c = |block, transform, layout, values, params| BlockConfig { block, transform, layout, values, params };
     [
-        c(
-            8,
-            Transform::Dct,
-            Layout::P32,
-            ValueCodec::Q16,
-            ParamsPrecision::F16,
-        ),
-        c(
-            8,
-            Transform::Dwt,
-            Layout::Wide,
-            ValueCodec::F32,
-            ParamsPrecision::F32,
-        ),
-        c(
-            16,
-            Transform::Dct,
-            Layout::P24,
-            ValueCodec::Q9s,
-            ParamsPrecision::None,
-        ),
-        c(
-            8,
-            Transform::Dct,
-            Layout::B4,
-            ValueCodec::MuLaw8,
-            ParamsPrecision::None,
-        ),
+        c(8, Transform::Dct, Layout::P32, ValueCodec::Q16, ParamsPrecision::F16),
+        c(8, Transform::Dwt, Layout::Wide, ValueCodec::F32, ParamsPrecision::F32),
+        c(16, Transform::Dct, Layout::P24, ValueCodec::Q9s, ParamsPrecision::None),
+        c(8, Transform::Dct, Layout::B4, ValueCodec::MuLaw8, ParamsPrecision::None),
     ]
 }
 
@@ -161,11 +116,8 @@ fn seed_inputs() -> Vec<(&'static str, Vec<SeedInput>)> {
     let mut coded = Vec::new();
     for (i, cfg) in seed_configs().iter().enumerate() {
         let selector = fuzz_harness::byte_for_config(cfg);
-        let sample: Vec<EncodedBlock> = vec![
-            sparse_block(&mut rng, cfg, 0),
-            sparse_block(&mut rng, cfg, 5),
-            dense_block(&mut rng, cfg, 3, 0.05),
-        ];
+        let sample: Vec<EncodedBlock> =
+            vec![sparse_block(&mut rng, cfg, 0), sparse_block(&mut rng, cfg, 5), dense_block(&mut rng, cfg, 3, 0.05)];
         for (j, b) in sample.iter().enumerate() {
             let mut bytes = vec![selector];
             b.write(cfg, &mut bytes).expect("valid");
@@ -176,11 +128,7 @@ fn seed_inputs() -> Vec<(&'static str, Vec<SeedInput>)> {
         model.write(&mut prelude);
         for (j, b) in sample.iter().enumerate() {
             let mut bytes = vec![selector];
-            bytes.extend_from_slice(
-                &u16::try_from(prelude.len())
-                    .expect("small prelude")
-                    .to_le_bytes(),
-            );
+            bytes.extend_from_slice(&u16::try_from(prelude.len()).expect("small prelude").to_le_bytes());
             bytes.extend_from_slice(&prelude);
             model.encode_block(b, cfg, &mut RansEncoder::new(), &mut bytes);
             coded.push((format!("cfg{i}-{j}"), bytes));
@@ -190,21 +138,13 @@ fn seed_inputs() -> Vec<(&'static str, Vec<SeedInput>)> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("c.rbe");
         let mut w = rbe_format::RbeWriter::create(&path).expect("create");
-        let entropy = if i % 2 == 0 {
-            rbe_format::Entropy::Rans
-        } else {
-            rbe_format::Entropy::None
-        };
+        let entropy = if i % 2 == 0 { rbe_format::Entropy::Rans } else { rbe_format::Entropy::None };
         let stream = t.to_stream(entropy).expect("stream");
         w.add_compressed("w", t.desc(), &stream).expect("add");
         w.finish().expect("finish");
         containers.push((format!("cfg{i}"), std::fs::read(&path).expect("read")));
     }
-    vec![
-        ("container", containers),
-        ("block", blocks),
-        ("coded_block", coded),
-    ]
+    vec![("container", containers), ("block", blocks), ("coded_block", coded)]
 }
 
 fn write_corpus(root: &Path) {
@@ -212,10 +152,7 @@ fn write_corpus(root: &Path) {
         let dir = root.join(target_name);
         std::fs::create_dir_all(&dir).expect("corpus dir");
         for (name, data) in inputs {
-            assert!(
-                data.len() < 64 * 1024,
-                "{target_name}/{name} too large for the seed corpus"
-            );
+            assert!(data.len() < 64 * 1024, "{target_name}/{name} too large for the seed corpus");
             std::fs::write(dir.join(format!("seed-{name}")), data).expect("write seed");
         }
     }

@@ -6,9 +6,7 @@
 
 mod common;
 
-use common::{
-    Expected, Rng, SampleFile, decoded_contents, header_json, open_and_verify, sample_file,
-};
+use common::{Expected, Rng, SampleFile, decoded_contents, header_json, open_and_verify, sample_file};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Where a mutation landed.
@@ -71,29 +69,17 @@ fn mutate(seed: u64, original: &[u8]) -> Mutant {
     let (what, region, non_semantic) = match kind {
         0 | 1 => {
             // Bit flip: anywhere, or in the data region.
-            let pos = if kind == 0 {
-                rng.below(n)
-            } else {
-                header_end + rng.below(n - header_end)
-            };
+            let pos = if kind == 0 { rng.below(n) } else { header_end + rng.below(n - header_end) };
             let bit = rng.below(8);
             bytes[pos] ^= 1 << bit;
-            (
-                format!("flip bit {bit} of byte {pos}"),
-                region_of(pos, header_end),
-                false,
-            )
+            (format!("flip bit {bit} of byte {pos}"), region_of(pos, header_end), false)
         }
         2 => {
             let pos = rng.below(n);
             let byte = rng.below(256) as u8;
             let old = bytes[pos];
             bytes[pos] = if byte == old { byte ^ 0xFF } else { byte };
-            (
-                format!("overwrite byte {pos} ({old:#04x} -> {:#04x})", bytes[pos]),
-                region_of(pos, header_end),
-                false,
-            )
+            (format!("overwrite byte {pos} ({old:#04x} -> {:#04x})", bytes[pos]), region_of(pos, header_end), false)
         }
         3 => {
             let len = rng.below(n);
@@ -105,11 +91,7 @@ fn mutate(seed: u64, original: &[u8]) -> Mutant {
             let count = 1 + rng.below(8);
             let inserted: Vec<u8> = (0..count).map(|_| rng.below(256) as u8).collect();
             bytes.splice(pos..pos, inserted.iter().copied());
-            (
-                format!("insert {inserted:02x?} at {pos}"),
-                Region::Spanning,
-                false,
-            )
+            (format!("insert {inserted:02x?} at {pos}"), Region::Spanning, false)
         }
         5 => {
             let new_len = match rng.below(4) {
@@ -119,11 +101,7 @@ fn mutate(seed: u64, original: &[u8]) -> Mutant {
                 _ => header_len.wrapping_sub(1 + rng.below(16) as u64),
             };
             set_header_len(&mut bytes, new_len);
-            (
-                format!("header length {header_len} -> {new_len}"),
-                Region::LengthField,
-                false,
-            )
+            (format!("header length {header_len} -> {new_len}"), Region::LengthField, false)
         }
         6 => {
             // Replace one JSON byte with a printable character.
@@ -131,31 +109,16 @@ fn mutate(seed: u64, original: &[u8]) -> Mutant {
             let c = b' ' + rng.below(95) as u8;
             let old = bytes[pos];
             bytes[pos] = c;
-            (
-                format!("JSON byte {pos} {:?} -> {:?}", old as char, c as char),
-                Region::Header,
-                false,
-            )
+            (format!("JSON byte {pos} {:?} -> {:?}", old as char, c as char), Region::Header, false)
         }
         7 => {
             // Change one digit of a number in the JSON.
-            let digits: Vec<usize> = json
-                .bytes()
-                .enumerate()
-                .filter(|(_, b)| b.is_ascii_digit())
-                .map(|(i, _)| i)
-                .collect();
+            let digits: Vec<usize> =
+                json.bytes().enumerate().filter(|(_, b)| b.is_ascii_digit()).map(|(i, _)| i).collect();
             let pos = 8 + digits[rng.below(digits.len())];
             let old = bytes[pos];
             bytes[pos] = b'0' + ((old - b'0') + 1 + rng.below(9) as u8) % 10;
-            (
-                format!(
-                    "JSON digit at {pos} {:?} -> {:?}",
-                    old as char, bytes[pos] as char
-                ),
-                Region::Header,
-                false,
-            )
+            (format!("JSON digit at {pos} {:?} -> {:?}", old as char, bytes[pos] as char), Region::Header, false)
         }
         8 => {
             // Swap a JSON token for another of the same length.
@@ -165,39 +128,21 @@ fn mutate(seed: u64, original: &[u8]) -> Mutant {
                 .collect();
             let (at, from, to) = applicable[rng.below(applicable.len())];
             bytes[8 + at..8 + at + to.len()].copy_from_slice(to.as_bytes());
-            (
-                format!("JSON token at {} {from} -> {to}", 8 + at),
-                Region::Header,
-                false,
-            )
+            (format!("JSON token at {} {from} -> {to}", 8 + at), Region::Header, false)
         }
         _ => {
             // Insert whitespace after a JSON ',' or ':' (also inside the escaped description
             // strings, whose JSON allows it) and fix the header length: meaning unchanged.
-            let seps: Vec<usize> = json
-                .bytes()
-                .enumerate()
-                .filter(|(_, b)| matches!(b, b',' | b':'))
-                .map(|(i, _)| i)
-                .collect();
+            let seps: Vec<usize> =
+                json.bytes().enumerate().filter(|(_, b)| matches!(b, b',' | b':')).map(|(i, _)| i).collect();
             let at = 8 + seps[rng.below(seps.len())] + 1;
             let count = if rng.chance(0.5) { 8 } else { 1 + rng.below(8) };
             bytes.splice(at..at, std::iter::repeat_n(b' ', count));
             set_header_len(&mut bytes, header_len + count as u64);
-            (
-                format!("insert {count} spaces at {at}"),
-                Region::Header,
-                true,
-            )
+            (format!("insert {count} spaces at {at}"), Region::Header, true)
         }
     };
-    Mutant {
-        seed,
-        what,
-        region,
-        non_semantic,
-        bytes,
-    }
+    Mutant { seed, what, region, non_semantic, bytes }
 }
 
 /// The outcome of reading one mutant.
@@ -214,9 +159,7 @@ fn descriptions(file: &rbe_format::RbeFile) -> Vec<(String, String)> {
         .iter()
         .map(|(name, e)| {
             let d = match e {
-                rbe_format::Entry::Compressed { desc, .. } => {
-                    serde_json::to_string(desc).expect("serialises")
-                }
+                rbe_format::Entry::Compressed { desc, .. } => serde_json::to_string(desc).expect("serialises"),
                 rbe_format::Entry::Verbatim(v) => format!("{} {:?}", v.dtype, v.shape),
             };
             (name.clone(), d)
@@ -224,11 +167,7 @@ fn descriptions(file: &rbe_format::RbeFile) -> Vec<(String, String)> {
         .collect()
 }
 
-fn judge(
-    m: &Mutant,
-    sample: &SampleFile,
-    original_descriptions: &[(String, String)],
-) -> Result<Outcome, String> {
+fn judge(m: &Mutant, sample: &SampleFile, original_descriptions: &[(String, String)]) -> Result<Outcome, String> {
     let read = catch_unwind(AssertUnwindSafe(|| {
         let file = open_and_verify(&m.bytes)?;
         let contents = decoded_contents(&file)?;
@@ -244,38 +183,20 @@ fn judge(
     if contents == sample.expected {
         return Ok(Outcome::Identical);
     }
-    let bad = |why: &str| {
-        Err(format!(
-            "seed {} ({}, {:?}): {why}",
-            m.seed, m.what, m.region
-        ))
-    };
+    let bad = |why: &str| Err(format!("seed {} ({}, {:?}): {why}", m.seed, m.what, m.region));
     if m.non_semantic {
         return bad("a whitespace-only JSON edit changed the decoded weights");
     }
     if m.region != Region::Header {
-        return bad(
-            "accepted with different weights although the mutation is outside the JSON header",
-        );
+        return bad("accepted with different weights although the mutation is outside the JSON header");
     }
     if descs == original_descriptions {
         return bad("accepted with identical descriptions but different weights");
     }
-    let changed: Vec<String> = contents
-        .iter()
-        .zip(&sample.expected)
-        .filter(|(a, b)| a != b)
-        .map(|((name, _), _)| name.clone())
-        .collect();
-    let changed = if contents.len() != sample.expected.len() {
-        "tensor list".to_owned()
-    } else {
-        changed.join(", ")
-    };
-    Ok(Outcome::DescriptionChanged(format!(
-        "seed {}: {} changes {changed}",
-        m.seed, m.what
-    )))
+    let changed: Vec<String> =
+        contents.iter().zip(&sample.expected).filter(|(a, b)| a != b).map(|((name, _), _)| name.clone()).collect();
+    let changed = if contents.len() != sample.expected.len() { "tensor list".to_owned() } else { changed.join(", ") };
+    Ok(Outcome::DescriptionChanged(format!("seed {}: {} changes {changed}", m.seed, m.what)))
 }
 
 const MUTATIONS: u64 = 6000;
@@ -283,10 +204,7 @@ const MUTATIONS: u64 = 6000;
 fn run_mutations() -> (Vec<String>, [usize; 3], Vec<String>) {
     let sample = sample_file(42);
     let original = open_and_verify(&sample.bytes).expect("sample file is valid");
-    assert_eq!(
-        decoded_contents(&original).expect("decodes"),
-        sample.expected
-    );
+    assert_eq!(decoded_contents(&original).expect("decodes"), sample.expected);
     let original_descriptions = descriptions(&original);
     let mut failures = Vec::new();
     let mut tampered = Vec::new();
@@ -319,16 +237,8 @@ fn mutated_files_never_panic_or_silently_change_weights() {
          {described} accepted with a changed description (known gap)",
         started.elapsed()
     );
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert!(
-        rejected > MUTATIONS as usize / 2,
-        "most mutations must be rejected"
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(rejected > MUTATIONS as usize / 2, "most mutations must be rejected");
 }
 
 /// Whitespace added to the JSON header (with a fixed-up length) changes nothing.
@@ -340,12 +250,7 @@ fn json_whitespace_is_not_semantic() {
         let m = mutate(seed, &sample.bytes);
         assert!(m.non_semantic);
         if let Ok(file) = open_and_verify(&m.bytes) {
-            assert_eq!(
-                decoded_contents(&file).expect("decodes"),
-                sample.expected,
-                "{}",
-                m.what
-            );
+            assert_eq!(decoded_contents(&file).expect("decodes"), sample.expected, "{}", m.what);
             accepted += 1;
         }
     }

@@ -11,8 +11,8 @@ use rbe_format::basis::basis_at;
 use rbe_format::transform::transform_matrix;
 use rbe_format::values::{decode_value, encode_value, error_bound, scale_for};
 use rbe_format::{
-    BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout,
-    ParamsPrecision, RbeParams, Residual, SharedBytes, SparseResidual, Transform, ValueCodec,
+    BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeParams,
+    Residual, SharedBytes, SparseResidual, Transform, ValueCodec,
 };
 
 fn block_round_trip(block: &EncodedBlock, cfg: &BlockConfig) {
@@ -28,23 +28,15 @@ fn block_round_trip(block: &EncodedBlock, cfg: &BlockConfig) {
 }
 
 fn tensor_round_trip(t: &mut EncodedTensor) {
-    let original: Vec<Vec<u8>> = (0..t.block_count())
-        .map(|i| t.block_bytes(i).to_vec())
-        .collect();
+    let original: Vec<Vec<u8>> = (0..t.block_count()).map(|i| t.block_bytes(i).to_vec()).collect();
     for entropy in [Entropy::None, Entropy::Rans] {
         let stream = t.to_stream(entropy).expect("to_stream");
         assert_eq!(t.desc().stream_bytes, stream.len() as u64);
-        let back =
-            EncodedTensor::from_stream(t.name(), t.desc().clone(), SharedBytes::from(stream), true)
-                .unwrap_or_else(|e| panic!("{entropy}: {e}"));
+        let back = EncodedTensor::from_stream(t.name(), t.desc().clone(), SharedBytes::from(stream), true)
+            .unwrap_or_else(|e| panic!("{entropy}: {e}"));
         assert_eq!(back.block_count(), original.len());
         for (i, bytes) in original.iter().enumerate() {
-            assert_eq!(
-                back.block_bytes(i),
-                &bytes[..],
-                "{entropy} block {i} of {:?}",
-                t.config()
-            );
+            assert_eq!(back.block_bytes(i), &bytes[..], "{entropy} block {i} of {:?}", t.config());
         }
         assert_eq!(back.decode().expect("decode"), t.decode().expect("decode"));
     }
@@ -76,10 +68,7 @@ fn every_config_tensor_round_trips() {
     let mut rng = Rng::new(2);
     for cfg in &all_configs() {
         let b = cfg.block as u64;
-        let shape = [
-            b + 1 + rng.below(cfg.block - 1) as u64,
-            1 + rng.below(2 * cfg.block) as u64,
-        ];
+        let shape = [b + 1 + rng.below(cfg.block - 1) as u64, 1 + rng.below(2 * cfg.block) as u64];
         let mut t = random_tensor(&mut rng, "t", &shape, cfg);
         tensor_round_trip(&mut t);
     }
@@ -147,39 +136,20 @@ proptest! {
 }
 
 /// The decoded weight at tensor position `(r, c)`, straight from docs/format.md 2 in f64.
-fn formula_weight(
-    blocks: &[EncodedBlock],
-    cfg: &BlockConfig,
-    grid_cols: usize,
-    r: usize,
-    c: usize,
-) -> f64 {
+fn formula_weight(blocks: &[EncodedBlock], cfg: &BlockConfig, grid_cols: usize, r: usize, c: usize) -> f64 {
     let b = cfg.block;
     let block = &blocks[(r / b) * grid_cols + c / b];
     let (i, j) = (r % b, c % b);
     let span = (b - 1) as f64;
-    let phi = basis_at(
-        (2.0 * j as f64 - span) / span,
-        (2.0 * i as f64 - span) / span,
-    );
-    let mut w: f64 = block
-        .params
-        .0
-        .iter()
-        .zip(phi)
-        .map(|(t, p)| f64::from(*t) * p)
-        .sum();
+    let phi = basis_at((2.0 * j as f64 - span) / span, (2.0 * i as f64 - span) / span);
+    let mut w: f64 = block.params.0.iter().zip(phi).map(|(t, p)| f64::from(*t) * p).sum();
     let m = transform_matrix(b, cfg.transform);
     // T^-1(R) = M^T R M: W[i][j] += sum_{p,q} R[p][q] M[p][i] M[q][j].
     let mut add = |p: usize, q: usize, v: f64| w += v * m[p * b + i] * m[q * b + j];
     match &block.residual {
         Residual::Sparse(s) => {
             for co in &s.coefficients {
-                add(
-                    usize::from(co.row),
-                    usize::from(co.col),
-                    decode_value(cfg.values, co.field, s.scale),
-                );
+                add(usize::from(co.row), usize::from(co.col), decode_value(cfg.values, co.field, s.scale));
             }
         }
         Residual::Dense(d) => {
@@ -215,15 +185,8 @@ fn check_against_formula(shape: &[u64], cfg: &BlockConfig, blocks: &[EncodedBloc
 /// 1xN, Nx1, N-D) decode to the right size and every weight is the formula at its own position.
 #[test]
 fn edge_shapes_match_the_formula_and_padding_never_leaks() {
-    let shapes: [(&[u64], usize); 7] = [
-        (&[5, 13], 8),
-        (&[1, 20], 8),
-        (&[20, 1], 8),
-        (&[1, 1], 16),
-        (&[17, 33], 16),
-        (&[2, 3, 5], 8),
-        (&[70, 3], 64),
-    ];
+    let shapes: [(&[u64], usize); 7] =
+        [(&[5, 13], 8), (&[1, 20], 8), (&[20, 1], 8), (&[1, 1], 16), (&[17, 33], 16), (&[2, 3, 5], 8), (&[70, 3], 64)];
     for (shape, block) in shapes {
         for transform in [Transform::Dct, Transform::Dwt] {
             for (layout, values, params) in [
@@ -231,13 +194,7 @@ fn edge_shapes_match_the_formula_and_padding_never_leaks() {
                 (Layout::P32, ValueCodec::Q16, ParamsPrecision::F16),
                 (Layout::P24, ValueCodec::MuLaw8, ParamsPrecision::None),
             ] {
-                let cfg = BlockConfig {
-                    block,
-                    transform,
-                    layout,
-                    values,
-                    params,
-                };
+                let cfg = BlockConfig { block, transform, layout, values, params };
                 let n = common::grid_blocks(shape, block);
                 let blocks: Vec<EncodedBlock> = (0..n)
                     .map(|i| {
@@ -249,15 +206,10 @@ fn edge_shapes_match_the_formula_and_padding_never_leaks() {
                         };
                         let residual = if i % 2 == 1 {
                             // Dense with a big value in the last (padding-heavy) corner.
-                            let mut v: Vec<i16> =
-                                (0..block * block).map(|k| (k % 7) as i16 - 3).collect();
+                            let mut v: Vec<i16> = (0..block * block).map(|k| (k % 7) as i16 - 3).collect();
                             let last = block * block - 1;
                             v[last] = 30_000;
-                            Residual::Dense(DenseResidual {
-                                width: 3,
-                                step: 0.01,
-                                values: v,
-                            })
+                            Residual::Dense(DenseResidual { width: 3, step: 0.01, values: v })
                         } else {
                             let field = |x: f32| match values {
                                 ValueCodec::F32 => x.to_bits(),
@@ -266,34 +218,15 @@ fn edge_shapes_match_the_formula_and_padding_never_leaks() {
                             };
                             let b = block as u16;
                             Residual::Sparse(SparseResidual {
-                                scale: if values == ValueCodec::F32 {
-                                    1.0
-                                } else {
-                                    1.0 / 1024.0
-                                },
+                                scale: if values == ValueCodec::F32 { 1.0 } else { 1.0 / 1024.0 },
                                 coefficients: vec![
-                                    Coefficient {
-                                        row: 0,
-                                        col: 0,
-                                        field: field(0.75),
-                                    },
-                                    Coefficient {
-                                        row: 1,
-                                        col: 2,
-                                        field: field(-0.5),
-                                    },
-                                    Coefficient {
-                                        row: b - 1,
-                                        col: b - 1,
-                                        field: field(0.9),
-                                    },
+                                    Coefficient { row: 0, col: 0, field: field(0.75) },
+                                    Coefficient { row: 1, col: 2, field: field(-0.5) },
+                                    Coefficient { row: b - 1, col: b - 1, field: field(0.9) },
                                 ],
                             })
                         };
-                        EncodedBlock {
-                            params: RbeParams(theta),
-                            residual,
-                        }
+                        EncodedBlock { params: RbeParams(theta), residual }
                     })
                     .collect();
                 check_against_formula(shape, &cfg, &blocks);
@@ -309,17 +242,10 @@ fn random_edge_tensors_match_the_formula() {
     let configs = all_configs();
     for _ in 0..24 {
         let cfg = configs[rng.below(configs.len())];
-        let cfg = BlockConfig {
-            block: [8, 16][rng.below(2)],
-            ..cfg
-        };
-        let shape = [
-            1 + rng.below(2 * cfg.block) as u64,
-            1 + rng.below(2 * cfg.block) as u64,
-        ];
-        let blocks: Vec<EncodedBlock> = (0..common::grid_blocks(&shape, cfg.block))
-            .map(|_| random_block(&mut rng, &cfg))
-            .collect();
+        let cfg = BlockConfig { block: [8, 16][rng.below(2)], ..cfg };
+        let shape = [1 + rng.below(2 * cfg.block) as u64, 1 + rng.below(2 * cfg.block) as u64];
+        let blocks: Vec<EncodedBlock> =
+            (0..common::grid_blocks(&shape, cfg.block)).map(|_| random_block(&mut rng, &cfg)).collect();
         check_against_formula(&shape, &cfg, &blocks);
     }
 }
@@ -333,13 +259,7 @@ fn bytes_per_coefficient_per_layout() {
     const BLOCKS: usize = 16;
     let mut report = Vec::new();
     for (layout, values) in common::legal_pairs() {
-        let cfg = BlockConfig {
-            block: 64,
-            transform: Transform::Dct,
-            layout,
-            values,
-            params: ParamsPrecision::None,
-        };
+        let cfg = BlockConfig { block: 64, transform: Transform::Dct, layout, values, params: ParamsPrecision::None };
         let mut rng = Rng::new(11);
         let blocks: Vec<EncodedBlock> = (0..BLOCKS)
             .map(|_| {
@@ -355,17 +275,11 @@ fn bytes_per_coefficient_per_layout() {
                 }
                 positions.sort_unstable();
                 let values_f: Vec<f64> = (0..K)
-                    .map(|_| {
-                        -rng.unit().max(1e-9).ln() * 0.01 * if rng.chance(0.5) { -1.0 } else { 1.0 }
-                    })
+                    .map(|_| -rng.unit().max(1e-9).ln() * 0.01 * if rng.chance(0.5) { -1.0 } else { 1.0 })
                     .collect();
                 let max_abs = values_f.iter().fold(0f64, |a, v| a.max(v.abs()));
                 let scale = scale_for(values, max_abs);
-                let scale = if values.scale_bytes(layout) == 2 {
-                    half::f16::from_f32(scale).to_f32()
-                } else {
-                    scale
-                };
+                let scale = if values.scale_bytes(layout) == 2 { half::f16::from_f32(scale).to_f32() } else { scale };
                 let coefficients = positions
                     .iter()
                     .zip(&values_f)
@@ -377,10 +291,7 @@ fn bytes_per_coefficient_per_layout() {
                     .collect();
                 EncodedBlock {
                     params: RbeParams::default(),
-                    residual: Residual::Sparse(SparseResidual {
-                        scale,
-                        coefficients,
-                    }),
+                    residual: Residual::Sparse(SparseResidual { scale, coefficients }),
                 }
             })
             .collect();
@@ -390,23 +301,13 @@ fn bytes_per_coefficient_per_layout() {
         let coefficients = (K * BLOCKS) as f64;
         // Raw: 4-byte prelude length + 4-byte index entry + head + scale per block on top of entries.
         let overhead = 4 + BLOCKS * (4 + 1 + values.scale_bytes(layout));
-        assert_eq!(
-            raw.len(),
-            overhead + K * BLOCKS * layout.entry_bytes(),
-            "{layout}/{values}"
-        );
+        assert_eq!(raw.len(), overhead + K * BLOCKS * layout.entry_bytes(), "{layout}/{values}");
         report.push(format!(
             "{layout:>4}/{values:<6}: raw {:.3} B/coef, rans {:.3} B/coef",
             raw.len() as f64 / coefficients,
             coded.len() as f64 / coefficients
         ));
-        assert!(
-            coded.len() < raw.len(),
-            "{layout}/{values}: rANS should beat the raw layout"
-        );
+        assert!(coded.len() < raw.len(), "{layout}/{values}: rANS should beat the raw layout");
     }
-    eprintln!(
-        "bytes per coefficient (b=64, K=100, 16 blocks, stream incl. index):\n{}",
-        report.join("\n")
-    );
+    eprintln!("bytes per coefficient (b=64, K=100, 16 blocks, stream incl. index):\n{}", report.join("\n"));
 }

@@ -7,8 +7,8 @@ mod common;
 use common::{header_json, hex_dump};
 use half::f16;
 use rbe_format::{
-    BlockConfig, Coefficient, DenseResidual, EncodedBlock, Entropy, Layout, ParamsPrecision,
-    RbeParams, RbeWriter, Residual, SparseResidual, Transform, ValueCodec,
+    BlockConfig, Coefficient, DenseResidual, EncodedBlock, Entropy, Layout, ParamsPrecision, RbeParams, RbeWriter,
+    Residual, SparseResidual, Transform, ValueCodec,
 };
 
 fn write(block: &EncodedBlock, cfg: &BlockConfig) -> Vec<u8> {
@@ -32,19 +32,12 @@ fn reference_block() -> (EncodedBlock, BlockConfig) {
     let coefficients = (0..100u16)
         .map(|i| {
             let v = 0.01 * f32::from(i) * if i % 2 == 0 { 1.0 } else { -1.0 };
-            Coefficient {
-                row: i / 10,
-                col: i % 10,
-                field: u32::from(f16::from_f32(v).to_bits()),
-            }
+            Coefficient { row: i / 10, col: i % 10, field: u32::from(f16::from_f32(v).to_bits()) }
         })
         .collect();
     let block = EncodedBlock {
         params: RbeParams([0.1, -0.2, 0.3, 0.0, 0.0, 0.0, 0.0, 0.5]),
-        residual: Residual::Sparse(SparseResidual {
-            scale: 1.0,
-            coefficients,
-        }),
+        residual: Residual::Sparse(SparseResidual { scale: 1.0, coefficients }),
     };
     (block, cfg)
 }
@@ -60,46 +53,18 @@ fn reference_block_433_bytes() {
 #[test]
 fn reference_block_sizes_in_other_layouts() {
     let (block, _) = reference_block();
-    let Residual::Sparse(s) = &block.residual else {
-        unreachable!()
-    };
+    let Residual::Sparse(s) = &block.residual else { unreachable!() };
     let with = |layout, values, field: fn(u32) -> u32, scale| {
-        let cfg = BlockConfig {
-            block: 64,
-            transform: Transform::Dct,
-            layout,
-            values,
-            params: ParamsPrecision::F32,
-        };
-        let coefficients = s
-            .coefficients
-            .iter()
-            .map(|c| Coefficient {
-                field: field(c.field),
-                ..*c
-            })
-            .collect();
-        let b = EncodedBlock {
-            params: block.params,
-            residual: Residual::Sparse(SparseResidual {
-                scale,
-                coefficients,
-            }),
-        };
+        let cfg = BlockConfig { block: 64, transform: Transform::Dct, layout, values, params: ParamsPrecision::F32 };
+        let coefficients = s.coefficients.iter().map(|c| Coefficient { field: field(c.field), ..*c }).collect();
+        let b =
+            EncodedBlock { params: block.params, residual: Residual::Sparse(SparseResidual { scale, coefficients }) };
         write(&b, &cfg).len()
     };
     // p24 + q9s: 32 + 1 + 2 + 3 * 100.
     assert_eq!(with(Layout::P24, ValueCodec::Q9s, |f| f & 1023, 0.5), 335);
     // wide + f32: 32 + 1 + 8 * 100.
-    assert_eq!(
-        with(
-            Layout::Wide,
-            ValueCodec::F32,
-            |f| f16::from_bits(f as u16).to_f32().to_bits(),
-            1.0
-        ),
-        833
-    );
+    assert_eq!(with(Layout::Wide, ValueCodec::F32, |f| f16::from_bits(f as u16).to_f32().to_bits(), 1.0), 833);
 }
 
 #[test]
@@ -116,24 +81,13 @@ fn p32_two_coefficient_example() {
         residual: Residual::Sparse(SparseResidual {
             scale: 1.0,
             coefficients: vec![
-                Coefficient {
-                    row: 0,
-                    col: 0,
-                    field: u32::from(f16::from_f32(1.0).to_bits()),
-                },
-                Coefficient {
-                    row: 2,
-                    col: 5,
-                    field: u32::from(f16::from_f32(-0.5).to_bits()),
-                },
+                Coefficient { row: 0, col: 0, field: u32::from(f16::from_f32(1.0).to_bits()) },
+                Coefficient { row: 2, col: 5, field: u32::from(f16::from_f32(-0.5).to_bits()) },
             ],
         }),
     };
     let bytes = write(&block, &cfg);
-    assert_eq!(
-        bytes,
-        [0x02, 0x00, 0x3C, 0x00, 0x00, 0x00, 0xB8, 0x50, 0x08]
-    );
+    assert_eq!(bytes, [0x02, 0x00, 0x3C, 0x00, 0x00, 0x00, 0xB8, 0x50, 0x08]);
     insta::assert_snapshot!("p32_two_coefficients_b8", hex_dump(&bytes));
 }
 
@@ -150,11 +104,7 @@ fn dense_block_headers() {
     let values: Vec<i16> = (0..4096).map(|i| (i % 16) as i16 - 8).collect();
     let block = EncodedBlock {
         params: RbeParams::default(),
-        residual: Residual::Dense(DenseResidual {
-            width: 4,
-            step: 0.25,
-            values,
-        }),
+        residual: Residual::Dense(DenseResidual { width: 4, step: 0.25, values }),
     };
     let bytes = write(&block, &cfg64);
     assert_eq!(bytes.len(), 2056);
@@ -169,21 +119,13 @@ fn dense_block_headers() {
     insta::assert_snapshot!("dense_b64_w4_header", summary);
 
     // A whole small dense block: b = 8, w = 3, params f16, two outliers.
-    let cfg8 = BlockConfig {
-        block: 8,
-        params: ParamsPrecision::F16,
-        ..cfg64
-    };
+    let cfg8 = BlockConfig { block: 8, params: ParamsPrecision::F16, ..cfg64 };
     let mut values: Vec<i16> = (0..64).map(|i| (i % 8) as i16 - 4).collect();
     values[5] = 100;
     values[63] = -300;
     let block = EncodedBlock {
         params: RbeParams([1.0, -0.5, 0.25, 0.0, 0.0, 0.0, 0.0, 2.0]),
-        residual: Residual::Dense(DenseResidual {
-            width: 3,
-            step: 0.125,
-            values,
-        }),
+        residual: Residual::Dense(DenseResidual { width: 3, step: 0.125, values }),
     };
     let bytes = write(&block, &cfg8);
     // params 16 + head 1 (V = 65) + width 1 + step 4 + payload 24 + n_outliers 1 + 2 * 4.
@@ -205,16 +147,8 @@ fn tiny_container_header() {
         residual: Residual::Sparse(SparseResidual {
             scale: 0.0625,
             coefficients: vec![
-                Coefficient {
-                    row: 0,
-                    col: 1,
-                    field: 7,
-                },
-                Coefficient {
-                    row: 3,
-                    col: 2,
-                    field: 512 | 3,
-                },
+                Coefficient { row: 0, col: 1, field: 7 },
+                Coefficient { row: 3, col: 2, field: 512 | 3 },
             ],
         }),
     };
@@ -225,16 +159,12 @@ fn tiny_container_header() {
     let path = dir.path().join("tiny.rbe");
     let mut w = RbeWriter::create(&path).expect("create");
     w.add_compressed("w", t.desc(), &stream).expect("add");
-    w.add_verbatim("b", "F16", &[2], &[0x00, 0x3C, 0x00, 0xC0])
-        .expect("add");
+    w.add_verbatim("b", "F16", &[2], &[0x00, 0x3C, 0x00, 0xC0]).expect("add");
     w.finish().expect("finish");
     let bytes = std::fs::read(&path).expect("read");
     let (len, json) = header_json(&bytes);
     assert_eq!(len % 8, 0, "header padded to 8 bytes");
     assert_eq!(bytes.len() as u64, 8 + len + stream.len() as u64 + 4);
-    insta::assert_snapshot!(
-        "tiny_container_header_json",
-        format!("header_len {len}\n{}\n", json.trim_end())
-    );
+    insta::assert_snapshot!("tiny_container_header_json", format!("header_len {len}\n{}\n", json.trim_end()));
     insta::assert_snapshot!("tiny_container_stream", hex_dump(&stream));
 }

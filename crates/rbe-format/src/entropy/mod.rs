@@ -52,18 +52,9 @@ mod tests {
 
     #[test]
     fn error_display() {
-        assert_eq!(
-            EntropyError::Truncated.to_string(),
-            "entropy-coded stream is truncated"
-        );
-        assert_eq!(
-            EntropyError::Corrupt("x").to_string(),
-            "entropy-coded stream is corrupt: x"
-        );
-        assert_eq!(
-            EntropyError::TableInvalid("y").to_string(),
-            "invalid frequency table: y"
-        );
+        assert_eq!(EntropyError::Truncated.to_string(), "entropy-coded stream is truncated");
+        assert_eq!(EntropyError::Corrupt("x").to_string(), "entropy-coded stream is corrupt: x");
+        assert_eq!(EntropyError::TableInvalid("y").to_string(), "invalid frequency table: y");
         let boxed: Box<dyn std::error::Error> = Box::new(EntropyError::Truncated);
         assert!(!boxed.to_string().is_empty());
     }

@@ -54,11 +54,7 @@ pub(super) const INVALID_OP: u64 = u64::MAX;
 #[inline]
 pub(super) const fn pack_op(start: u32, freq: u32) -> u64 {
     debug_assert!(freq >= 1 && freq <= PROB_SCALE && start + freq <= PROB_SCALE);
-    let log = if freq <= 1 {
-        0
-    } else {
-        32 - (freq - 1).leading_zeros()
-    };
+    let log = if freq <= 1 { 0 } else { 32 - (freq - 1).leading_zeros() };
     let shift = 17 + 2 * log;
     let rcp = (1u64 << shift).div_ceil(freq as u64);
     (rcp << 32) | ((log as u64) << 28) | (((freq - 1) as u64) << 14) | start as u64
@@ -71,10 +67,7 @@ pub(super) const fn pack_op(start: u32, freq: u32) -> u64 {
 fn pack_raw_op(bits: u32, chunk: u32) -> u64 {
     let log = PROB_BITS - chunk;
     let rcp = 1u64 << (17 + log); // 2^(17 + 2 log) / 2^log
-    (rcp << 32)
-        | (u64::from(log) << 28)
-        | (u64::from((1u32 << log) - 1) << 14)
-        | u64::from(bits << log)
+    (rcp << 32) | (u64::from(log) << 28) | (u64::from((1u32 << log) - 1) << 14) | u64::from(bits << log)
 }
 
 /// rANS encoder buffering symbols in forward order.
@@ -97,9 +90,7 @@ impl RansEncoder {
 
     /// Creates an empty encoder with room for `ops` symbols / raw-bit chunks.
     pub fn with_capacity(ops: usize) -> Self {
-        Self {
-            ops: Vec::with_capacity(ops),
-        }
+        Self { ops: Vec::with_capacity(ops) }
     }
 
     /// Number of pending coding operations (symbols plus raw-bit chunks).
@@ -125,10 +116,7 @@ impl RansEncoder {
     /// makes [`finish`](Self::finish) panic.
     #[inline]
     pub fn put_symbol(&mut self, table: &FreqTable, symbol: u8) {
-        debug_assert!(
-            table.freq(symbol) > 0,
-            "rANS: symbol {symbol} has zero frequency"
-        );
+        debug_assert!(table.freq(symbol) > 0, "rANS: symbol {symbol} has zero frequency");
         self.ops.push(table.encoder_op(symbol));
     }
 
@@ -161,10 +149,7 @@ impl RansEncoder {
         out.reserve(self.ops.len() + 4);
         let mut state = RANS_L;
         for &op in self.ops.iter().rev() {
-            assert!(
-                op != INVALID_OP,
-                "rANS: a zero-frequency symbol was encoded"
-            );
+            assert!(op != INVALID_OP, "rANS: a zero-frequency symbol was encoded");
             let start = (op & 0x3fff) as u32;
             let freq = ((op >> 14) & 0x3fff) as u32 + 1;
             let shift = 17 + 2 * ((op >> 28) & 0xf) as u32;
@@ -213,11 +198,7 @@ impl<'a> RansDecoder<'a> {
         if !(RANS_L..RANS_L << 8).contains(&state) {
             return Err(EntropyError::Corrupt("rANS initial state out of range"));
         }
-        Ok(Self {
-            bytes,
-            pos: 4,
-            state,
-        })
+        Ok(Self { bytes, pos: 4, state })
     }
 
     /// Number of bytes consumed so far (including the 4-byte state).
@@ -247,9 +228,7 @@ impl<'a> RansDecoder<'a> {
         let start = table.start(symbol);
         if freq == 0 || slot < start {
             // Impossible with a valid table; guard anyway.
-            return Err(EntropyError::Corrupt(
-                "rANS slot maps to a zero-frequency symbol",
-            ));
+            return Err(EntropyError::Corrupt("rANS slot maps to a zero-frequency symbol"));
         }
         // freq * (x >> 14) + (slot - start) < freq << 18 <= 1 << 32: no overflow.
         self.state = freq * (x >> PROB_BITS) + (slot - start);
@@ -337,11 +316,7 @@ mod tests {
 
     fn entropy_bits(counts: &[u64]) -> f64 {
         let total: f64 = counts.iter().map(|&c| c as f64).sum();
-        counts
-            .iter()
-            .filter(|&&c| c > 0)
-            .map(|&c| c as f64 * (total / c as f64).log2())
-            .sum()
+        counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (total / c as f64).log2()).sum()
     }
 
     fn round_trip(symbols: &[u8]) -> usize {
@@ -375,15 +350,7 @@ mod tests {
                     assert_eq!((x * rcp) >> shift, x / u64::from(freq), "x {x} freq {freq}");
                 }
             };
-            for q in [
-                0,
-                1,
-                2,
-                (1 << 16) - 1,
-                1 << 16,
-                (1 << 17) - 2,
-                (1 << 17) - 1,
-            ] {
+            for q in [0, 1, 2, (1 << 16) - 1, 1 << 16, (1 << 17) - 2, (1 << 17) - 1] {
                 for r in [0, 1, freq / 2, freq.saturating_sub(2), freq - 1] {
                     check(q * u64::from(freq) + u64::from(r.min(freq - 1)));
                 }
@@ -448,22 +415,14 @@ mod tests {
     #[test]
     fn skewed_round_trips_near_entropy() {
         let mut rng = SplitMix(1);
-        for (count, alphabet, skew) in [
-            (1usize, 4u32, 1u32),
-            (10, 2, 1),
-            (1000, 16, 1),
-            (200_000, 64, 1),
-            (200_000, 256, 3),
-            (100_000, 3, 8),
-        ] {
+        for (count, alphabet, skew) in
+            [(1usize, 4u32, 1u32), (10, 2, 1), (1000, 16, 1), (200_000, 64, 1), (200_000, 256, 3), (100_000, 3, 8)]
+        {
             let symbols = skewed_symbols(&mut rng, count, alphabet, skew);
             let bytes = round_trip(&symbols);
             let ideal = entropy_bits(&histogram(&symbols)) / 8.0;
             if count >= 100_000 {
-                assert!(
-                    (bytes as f64) < ideal * 1.002 + 8.0,
-                    "{bytes} bytes vs ideal {ideal:.1}"
-                );
+                assert!((bytes as f64) < ideal * 1.002 + 8.0, "{bytes} bytes vs ideal {ideal:.1}");
             }
         }
     }
@@ -540,10 +499,7 @@ mod tests {
         enc.finish(&mut out);
         let ideal = total_bits.div_ceil(8) as usize;
         assert!(out.len() <= ideal + 5, "{} vs {ideal}", out.len());
-        assert_eq!(
-            RansDecoder::new(&out).unwrap().get_bits(33),
-            Err(EntropyError::Corrupt("raw bit count above 32"))
-        );
+        assert_eq!(RansDecoder::new(&out).unwrap().get_bits(33), Err(EntropyError::Corrupt("raw bit count above 32")));
     }
 
     #[test]
@@ -605,10 +561,7 @@ mod tests {
                 detected += 1;
             }
         }
-        assert!(
-            detected * 100 >= trials * 99,
-            "detected {detected}/{trials}"
-        );
+        assert!(detected * 100 >= trials * 99, "detected {detected}/{trials}");
     }
 
     #[test]

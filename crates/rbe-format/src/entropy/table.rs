@@ -46,9 +46,7 @@ pub struct FreqTable {
 
 impl fmt::Debug for FreqTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FreqTable")
-            .field("freqs", &self.freqs())
-            .finish()
+        f.debug_struct("FreqTable").field("freqs", &self.freqs()).finish()
     }
 }
 
@@ -64,9 +62,7 @@ impl FreqTable {
         }
         let sum: u64 = freqs.iter().map(|&f| u64::from(f)).sum();
         if sum != u64::from(PROB_SCALE) {
-            return Err(EntropyError::TableInvalid(
-                "frequencies do not sum to 1 << PROB_BITS",
-            ));
+            return Err(EntropyError::TableInvalid("frequencies do not sum to 1 << PROB_BITS"));
         }
         if freqs[freqs.len() - 1] == 0 {
             return Err(EntropyError::TableInvalid("trailing zero frequency"));
@@ -125,11 +121,7 @@ impl FreqTable {
         if len == 0 {
             return Self::single_symbol();
         }
-        assert!(
-            len <= MAX_ALPHABET,
-            "FreqTable::from_counts: non-zero count for symbol {} >= 256",
-            len - 1
-        );
+        assert!(len <= MAX_ALPHABET, "FreqTable::from_counts: non-zero count for symbol {} >= 256", len - 1);
         let counts = &counts[..len];
         Self::build(&quantise(counts))
     }
@@ -158,9 +150,7 @@ impl FreqTable {
         for freq in &mut freqs[..len] {
             let value = read_varint(bytes, pos)?;
             if value > PROB_SCALE - sum {
-                return Err(EntropyError::TableInvalid(
-                    "frequencies do not sum to 1 << PROB_BITS",
-                ));
+                return Err(EntropyError::TableInvalid("frequencies do not sum to 1 << PROB_BITS"));
             }
             sum += value;
             *freq = value;
@@ -308,10 +298,7 @@ fn quantise(counts: &[u64]) -> Vec<u32> {
         freqs[i] += 1;
         freqs[j] -= 1;
     }
-    debug_assert_eq!(
-        freqs.iter().map(|&f| i64::from(f)).sum::<i64>(),
-        scale_target
-    );
+    debug_assert_eq!(freqs.iter().map(|&f| i64::from(f)).sum::<i64>(), scale_target);
     freqs
 }
 
@@ -366,11 +353,7 @@ mod tests {
 
     fn entropy_bits(counts: &[u64]) -> f64 {
         let total: f64 = counts.iter().map(|&c| c as f64).sum();
-        counts
-            .iter()
-            .filter(|&&c| c > 0)
-            .map(|&c| c as f64 * (total / c as f64).log2())
-            .sum()
+        counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (total / c as f64).log2()).sum()
     }
 
     fn check_invariants(table: &FreqTable, counts: &[u64]) {
@@ -437,10 +420,7 @@ mod tests {
             let ideal = entropy_bits(&counts);
             let cost = t.cost_of_counts(&counts);
             assert!(cost >= ideal - 1e-6);
-            assert!(
-                cost <= ideal * 1.005,
-                "samples {samples} sigma {sigma}: cost {cost} ideal {ideal}"
-            );
+            assert!(cost <= ideal * 1.005, "samples {samples} sigma {sigma}: cost {cost} ideal {ideal}");
         }
     }
 
@@ -449,15 +429,8 @@ mod tests {
         let mut rng = SplitMix(99);
         for _ in 0..50 {
             let n = 1 + (rng.next() % 40) as usize;
-            let counts: Vec<u64> = (0..n)
-                .map(|_| {
-                    if rng.next().is_multiple_of(4) {
-                        0
-                    } else {
-                        rng.next() % 1000
-                    }
-                })
-                .collect();
+            let counts: Vec<u64> =
+                (0..n).map(|_| if rng.next().is_multiple_of(4) { 0 } else { rng.next() % 1000 }).collect();
             let t = FreqTable::from_counts(&counts);
             if counts.iter().all(|&c| c == 0) {
                 continue;
@@ -484,10 +457,7 @@ mod tests {
     #[test]
     fn from_counts_is_deterministic() {
         let counts: Vec<u64> = (0..200).map(|i| (i * 7919 % 1013) as u64).collect();
-        assert_eq!(
-            FreqTable::from_counts(&counts),
-            FreqTable::from_counts(&counts)
-        );
+        assert_eq!(FreqTable::from_counts(&counts), FreqTable::from_counts(&counts));
     }
 
     #[test]
@@ -531,45 +501,18 @@ mod tests {
             out
         };
         assert_eq!(read(&[]), Err(EntropyError::Truncated));
-        assert!(matches!(
-            read(&enc(&[0])),
-            Err(EntropyError::TableInvalid(_))
-        ));
-        assert!(matches!(
-            read(&enc(&[257])),
-            Err(EntropyError::TableInvalid(_))
-        ));
-        assert!(matches!(
-            read(&enc(&[2, 8192, 8191])),
-            Err(EntropyError::TableInvalid(_))
-        ));
-        assert!(matches!(
-            read(&enc(&[2, 8192, 8193])),
-            Err(EntropyError::TableInvalid(_))
-        ));
-        assert!(matches!(
-            read(&enc(&[2, 16384, 0])),
-            Err(EntropyError::TableInvalid(_))
-        ));
-        assert!(matches!(
-            read(&enc(&[2, u32::MAX, 1])),
-            Err(EntropyError::TableInvalid(_))
-        ));
+        assert!(matches!(read(&enc(&[0])), Err(EntropyError::TableInvalid(_))));
+        assert!(matches!(read(&enc(&[257])), Err(EntropyError::TableInvalid(_))));
+        assert!(matches!(read(&enc(&[2, 8192, 8191])), Err(EntropyError::TableInvalid(_))));
+        assert!(matches!(read(&enc(&[2, 8192, 8193])), Err(EntropyError::TableInvalid(_))));
+        assert!(matches!(read(&enc(&[2, 16384, 0])), Err(EntropyError::TableInvalid(_))));
+        assert!(matches!(read(&enc(&[2, u32::MAX, 1])), Err(EntropyError::TableInvalid(_))));
         assert_eq!(read(&enc(&[3, 8192, 8192])), Err(EntropyError::Truncated));
         assert_eq!(read(&[2, 0x80]), Err(EntropyError::Truncated));
         // Non-canonical and overlong varints.
-        assert!(matches!(
-            read(&[0x81, 0x00]),
-            Err(EntropyError::TableInvalid(_))
-        ));
-        assert!(matches!(
-            read(&[0xff, 0xff, 0xff, 0xff, 0x7f]),
-            Err(EntropyError::TableInvalid(_))
-        ));
-        assert!(matches!(
-            read(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),
-            Err(EntropyError::TableInvalid(_))
-        ));
+        assert!(matches!(read(&[0x81, 0x00]), Err(EntropyError::TableInvalid(_))));
+        assert!(matches!(read(&[0xff, 0xff, 0xff, 0xff, 0x7f]), Err(EntropyError::TableInvalid(_))));
+        assert!(matches!(read(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), Err(EntropyError::TableInvalid(_))));
         assert!(read(&enc(&[2, 8192, 8192])).is_ok());
         assert!(read(&enc(&[3, 0, 8192, 8192])).is_ok());
     }

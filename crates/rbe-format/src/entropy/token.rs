@@ -54,11 +54,7 @@ impl UintTokenizer {
         if max_token > u8::MAX as u32 {
             return None;
         }
-        Some(Self {
-            direct,
-            direct_log2,
-            msb_bits,
-        })
+        Some(Self { direct, direct_log2, msb_bits })
     }
 
     /// Values below this bound (a power of two) are coded as their own token.
@@ -155,9 +151,7 @@ pub fn decode_uint(
         return Err(EntropyError::Corrupt("hybrid-uint token out of range"));
     }
     let raw = dec.get_bits(tokenizer.raw_bits(token))?;
-    tokenizer
-        .try_value(token, raw)
-        .ok_or(EntropyError::Corrupt("hybrid-uint token out of range"))
+    tokenizer.try_value(token, raw).ok_or(EntropyError::Corrupt("hybrid-uint token out of range"))
 }
 
 #[cfg(test)]
@@ -199,17 +193,7 @@ mod tests {
         for (d, m) in CONFIGS {
             let t = UintTokenizer::new(d, m);
             let direct = 1u32 << d;
-            let mut values = vec![
-                0,
-                1,
-                direct - 1,
-                direct,
-                direct + 1,
-                1 << 20,
-                (1 << 24) - 1,
-                u32::MAX,
-                u32::MAX - 1,
-            ];
+            let mut values = vec![0, 1, direct - 1, direct, direct + 1, 1 << 20, (1 << 24) - 1, u32::MAX, u32::MAX - 1];
             values.extend((0..32).flat_map(|b| [1u32 << b, (1u32 << b).wrapping_sub(1)]));
             values.extend((0..20_000).map(|_| (rng.next() as u32) >> (rng.next() % 32)));
             let mut prev_token = 0u8;
@@ -221,9 +205,7 @@ mod tests {
                 assert!(token >= prev_token, "tokens are monotone in v");
                 prev_token = token;
                 assert_eq!(t.raw_bits(token), raw_bits);
-                assert!(
-                    raw_bits == 32 || raw < (1u64 << raw_bits) as u32 || raw_bits == 0 && raw == 0
-                );
+                assert!(raw_bits == 32 || raw < (1u64 << raw_bits) as u32 || raw_bits == 0 && raw == 0);
                 assert_eq!(t.value(token, raw), v, "({d},{m}) v {v}");
                 assert_eq!(t.try_value(token, raw), Some(v));
             }
@@ -290,9 +272,6 @@ mod tests {
         let mut out = Vec::new();
         enc.finish(&mut out);
         let mut dec = RansDecoder::new(&out).unwrap();
-        assert!(matches!(
-            decode_uint(&mut dec, &table, &tok),
-            Err(EntropyError::Corrupt(_))
-        ));
+        assert!(matches!(decode_uint(&mut dec, &table, &tok), Err(EntropyError::Corrupt(_))));
     }
 }

@@ -4,9 +4,8 @@
 
 use half::f16;
 use rbe_format::{
-    BLOCK_SIZES, BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy,
-    Layout, ParamsPrecision, RbeParams, RbeWriter, Residual, SharedBytes, SparseResidual,
-    TensorDesc, Transform, ValueCodec,
+    BLOCK_SIZES, BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout,
+    ParamsPrecision, RbeParams, RbeWriter, Residual, SharedBytes, SparseResidual, TensorDesc, Transform, ValueCodec,
 };
 
 /// Every legal (layout, codec) pair (format.md 3.1).
@@ -29,13 +28,7 @@ pub fn all_configs() -> Vec<BlockConfig> {
         for &transform in Transform::ALL {
             for (layout, values) in legal_pairs() {
                 for &params in ParamsPrecision::ALL {
-                    out.push(BlockConfig {
-                        block,
-                        transform,
-                        layout,
-                        values,
-                        params,
-                    });
+                    out.push(BlockConfig { block, transform, layout, values, params });
                 }
             }
         }
@@ -141,10 +134,7 @@ pub fn sparse_block(rng: &mut Rng, cfg: &BlockConfig, k: usize) -> EncodedBlock 
         .collect();
     EncodedBlock {
         params: random_params(rng, cfg.params),
-        residual: Residual::Sparse(SparseResidual {
-            scale: random_scale(rng, cfg),
-            coefficients,
-        }),
+        residual: Residual::Sparse(SparseResidual { scale: random_scale(rng, cfg), coefficients }),
     }
 }
 
@@ -162,11 +152,7 @@ pub fn dense_block(rng: &mut Rng, cfg: &BlockConfig, width: u8, outlier_rate: f6
         .collect();
     EncodedBlock {
         params: random_params(rng, cfg.params),
-        residual: Residual::Dense(DenseResidual {
-            width,
-            step: (1e-5 + rng.unit() * 1e-3) as f32,
-            values,
-        }),
+        residual: Residual::Dense(DenseResidual { width, step: (1e-5 + rng.unit() * 1e-3) as f32, values }),
     }
 }
 
@@ -220,31 +206,17 @@ pub fn grid_blocks(shape: &[u64], b: usize) -> usize {
 }
 
 /// A tensor of `shape` built from `blocks`, with its block-count statistics filled in.
-pub fn tensor(
-    name: &str,
-    shape: &[u64],
-    cfg: &BlockConfig,
-    blocks: &[EncodedBlock],
-) -> EncodedTensor {
+pub fn tensor(name: &str, shape: &[u64], cfg: &BlockConfig, blocks: &[EncodedBlock]) -> EncodedTensor {
     let mut d = desc(shape, cfg);
-    d.sparse = blocks
-        .iter()
-        .filter(|b| matches!(b.residual, Residual::Sparse(_)))
-        .count();
+    d.sparse = blocks.iter().filter(|b| matches!(b.residual, Residual::Sparse(_))).count();
     d.dense = blocks.len() - d.sparse;
-    d.k_mean = blocks
-        .iter()
-        .map(EncodedBlock::coefficient_count)
-        .sum::<usize>() as f64
-        / blocks.len().max(1) as f64;
+    d.k_mean = blocks.iter().map(EncodedBlock::coefficient_count).sum::<usize>() as f64 / blocks.len().max(1) as f64;
     EncodedTensor::from_blocks(name, d, blocks).expect("valid hand-made tensor")
 }
 
 /// A tensor of `shape` with random valid blocks.
 pub fn random_tensor(rng: &mut Rng, name: &str, shape: &[u64], cfg: &BlockConfig) -> EncodedTensor {
-    let blocks: Vec<EncodedBlock> = (0..grid_blocks(shape, cfg.block))
-        .map(|_| random_block(rng, cfg))
-        .collect();
+    let blocks: Vec<EncodedBlock> = (0..grid_blocks(shape, cfg.block)).map(|_| random_block(rng, cfg)).collect();
     tensor(name, shape, cfg, &blocks)
 }
 
@@ -254,11 +226,7 @@ pub enum Expected {
     /// Decoded weights (as bits, so comparisons are exact) and original shape.
     Compressed { shape: Vec<u64>, bits: Vec<u32> },
     /// dtype, shape and raw data.
-    Verbatim {
-        dtype: String,
-        shape: Vec<usize>,
-        data: Vec<u8>,
-    },
+    Verbatim { dtype: String, shape: Vec<usize>, data: Vec<u8> },
 }
 
 /// A small `.rbe` file in memory and what each tensor must decode to (by name, file order).
@@ -268,11 +236,7 @@ pub struct SampleFile {
 }
 
 fn weight_bits(t: &EncodedTensor) -> Vec<u32> {
-    t.decode()
-        .expect("hand-made tensor decodes")
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
+    t.decode().expect("hand-made tensor decodes").iter().map(|v| v.to_bits()).collect()
 }
 
 /// Writes an `.rbe` with: a raw compressed tensor (edge shape, sparse + dense blocks), an
@@ -336,29 +300,13 @@ pub fn sample_file(seed: u64) -> SampleFile {
             .collect();
         let mut t = tensor(name, &shape, &cfg, &blocks);
         let stream = t.to_stream(entropy).expect("to_stream");
-        w.add_compressed(name, t.desc(), &stream)
-            .expect("add_compressed");
-        expected.push((
-            name.to_owned(),
-            Expected::Compressed {
-                shape,
-                bits: weight_bits(&t),
-            },
-        ));
+        w.add_compressed(name, t.desc(), &stream).expect("add_compressed");
+        expected.push((name.to_owned(), Expected::Compressed { shape, bits: weight_bits(&t) }));
     }
-    let bias: Vec<u8> = (0..7)
-        .flat_map(|i| (i as f32 * 0.25 - 1.0).to_le_bytes())
-        .collect();
-    w.add_verbatim("layers.0.bias", "F32", &[7], &bias)
-        .expect("add_verbatim");
-    expected.push((
-        "layers.0.bias".to_owned(),
-        Expected::Verbatim {
-            dtype: "F32".to_owned(),
-            shape: vec![7],
-            data: bias,
-        },
-    ));
+    let bias: Vec<u8> = (0..7).flat_map(|i| (i as f32 * 0.25 - 1.0).to_le_bytes()).collect();
+    w.add_verbatim("layers.0.bias", "F32", &[7], &bias).expect("add_verbatim");
+    expected
+        .push(("layers.0.bias".to_owned(), Expected::Verbatim { dtype: "F32".to_owned(), shape: vec![7], data: bias }));
     w.finish().expect("finish");
     let bytes = std::fs::read(&path).expect("read back");
     // The file's entries come back in data order, which is the order they were added.
@@ -366,31 +314,19 @@ pub fn sample_file(seed: u64) -> SampleFile {
 }
 
 /// What every tensor of an accepted file decodes to, in file order.
-pub fn decoded_contents(
-    file: &rbe_format::RbeFile,
-) -> Result<Vec<(String, Expected)>, rbe_format::FormatError> {
+pub fn decoded_contents(file: &rbe_format::RbeFile) -> Result<Vec<(String, Expected)>, rbe_format::FormatError> {
     let mut out = Vec::new();
     for (name, entry) in file.entries() {
         match entry {
             rbe_format::Entry::Compressed { desc, .. } => {
                 let t = file.tensor(name)?;
-                out.push((
-                    name.clone(),
-                    Expected::Compressed {
-                        shape: desc.shape.clone(),
-                        bits: weight_bits(&t),
-                    },
-                ));
+                out.push((name.clone(), Expected::Compressed { shape: desc.shape.clone(), bits: weight_bits(&t) }));
             }
             rbe_format::Entry::Verbatim(_) => {
                 let v = file.verbatim(name)?;
                 out.push((
                     name.clone(),
-                    Expected::Verbatim {
-                        dtype: v.dtype.clone(),
-                        shape: v.shape.clone(),
-                        data: v.data.to_vec(),
-                    },
+                    Expected::Verbatim { dtype: v.dtype.clone(), shape: v.shape.clone(), data: v.data.to_vec() },
                 ));
             }
         }

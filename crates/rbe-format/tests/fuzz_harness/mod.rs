@@ -6,8 +6,8 @@
 use rbe_format::coded::EntropyModel;
 use rbe_format::entropy::RansEncoder;
 use rbe_format::{
-    BLOCK_SIZES, BlockConfig, BlockDecoder, EncodedBlock, Entry, Layout, ParamsPrecision, RbeFile,
-    SharedBytes, Transform, ValueCodec,
+    BLOCK_SIZES, BlockConfig, BlockDecoder, EncodedBlock, Entry, Layout, ParamsPrecision, RbeFile, SharedBytes,
+    Transform, ValueCodec,
 };
 
 /// Every legal block configuration, in a fixed order (block, transform, layout, codec, params).
@@ -21,13 +21,7 @@ pub fn configs() -> Vec<BlockConfig> {
                         continue;
                     }
                     for &params in ParamsPrecision::ALL {
-                        out.push(BlockConfig {
-                            block,
-                            transform,
-                            layout,
-                            values,
-                            params,
-                        });
+                        out.push(BlockConfig { block, transform, layout, values, params });
                     }
                 }
             }
@@ -44,10 +38,7 @@ pub fn config_from_byte(byte: u8) -> BlockConfig {
 
 /// The first byte that selects `cfg` (for building seed inputs).
 pub fn byte_for_config(cfg: &BlockConfig) -> u8 {
-    let index = configs()
-        .iter()
-        .position(|c| c == cfg)
-        .expect("legal configuration");
+    let index = configs().iter().position(|c| c == cfg).expect("legal configuration");
     u8::try_from(index).expect("fewer than 256 configurations")
 }
 
@@ -65,14 +56,8 @@ pub fn container(data: &[u8]) {
             let mut tensor = file.tensor(name).expect("verified tensor loads");
             tensor.decode().expect("verified tensor decodes");
             if desc.entropy == rbe_format::Entropy::None {
-                let again = tensor
-                    .to_stream(rbe_format::Entropy::None)
-                    .expect("re-serialises");
-                assert_eq!(
-                    &again[..],
-                    &stream[..],
-                    "raw stream of `{name}` is not canonical"
-                );
+                let again = tensor.to_stream(rbe_format::Entropy::None).expect("re-serialises");
+                assert_eq!(&again[..], &stream[..], "raw stream of `{name}` is not canonical");
             }
         }
     }
@@ -89,13 +74,8 @@ pub fn block(data: &[u8]) {
         return;
     };
     let mut written = Vec::new();
-    block
-        .write(&cfg, &mut written)
-        .expect("a parsed block is valid");
-    assert_eq!(
-        written, bytes,
-        "parse -> write is not the identity for {cfg:?}"
-    );
+    block.write(&cfg, &mut written).expect("a parsed block is valid");
+    assert_eq!(written, bytes, "parse -> write is not the identity for {cfg:?}");
     assert_eq!(EncodedBlock::parse(&written, &cfg).as_ref(), Ok(&block));
     let mut decoder = BlockDecoder::new(cfg);
     assert_eq!(decoder.decode(&block).len(), cfg.block_area());
@@ -122,15 +102,9 @@ pub fn coded_block(data: &[u8]) {
     };
     block.validate(&cfg).expect("a decoded block is valid");
     let mut runtime = Vec::new();
-    block
-        .write(&cfg, &mut runtime)
-        .expect("a decoded block writes");
+    block.write(&cfg, &mut runtime).expect("a decoded block writes");
     assert_eq!(EncodedBlock::parse(&runtime, &cfg).as_ref(), Ok(&block));
     let mut coded = Vec::new();
     model.encode_block(&block, &cfg, &mut RansEncoder::new(), &mut coded);
-    assert_eq!(
-        model.decode_block(&coded, &cfg).as_ref(),
-        Ok(&block),
-        "re-encoded block differs"
-    );
+    assert_eq!(model.decode_block(&coded, &cfg).as_ref(), Ok(&block), "re-encoded block differs");
 }
