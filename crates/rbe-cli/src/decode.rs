@@ -45,15 +45,9 @@ impl OutputDtype {
         };
         let mut out = Vec::with_capacity(values.len() * width);
         match self {
-            OutputDtype::F32 => values
-                .iter()
-                .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-            OutputDtype::F16 => values
-                .iter()
-                .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
-            OutputDtype::Bf16 => values
-                .iter()
-                .for_each(|v| out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
+            OutputDtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            OutputDtype::F16 => values.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+            OutputDtype::Bf16 => values.iter().for_each(|v| out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
         }
         out
     }
@@ -64,13 +58,9 @@ pub fn run(args: &crate::DecodeArgs) -> anyhow::Result<()> {
     let dtype = OutputDtype::parse(&args.dtype)?;
     let input = &args.input;
     let file = open_rbe(input)?;
-    let mut out =
-        SafetensorsWriter::create(&args.output).map_err(|e| file_error(&args.output, e))?;
-    let mut carried: Vec<(&String, &String)> = file
-        .metadata()
-        .iter()
-        .filter(|(key, _)| !key.starts_with(RBE_METADATA_PREFIX))
-        .collect();
+    let mut out = SafetensorsWriter::create(&args.output).map_err(|e| file_error(&args.output, e))?;
+    let mut carried: Vec<(&String, &String)> =
+        file.metadata().iter().filter(|(key, _)| !key.starts_with(RBE_METADATA_PREFIX)).collect();
     carried.sort();
     for (key, value) in carried {
         out.metadata(key, value.clone());
@@ -79,30 +69,25 @@ pub fn run(args: &crate::DecodeArgs) -> anyhow::Result<()> {
     for (name, entry) in file.entries() {
         match entry {
             Entry::Compressed { desc, .. } => {
-                let shape = desc
-                    .shape
-                    .iter()
-                    .map(|&d| usize::try_from(d))
-                    .collect::<Result<Vec<usize>, _>>()
-                    .map_err(|_| {
+                let shape = desc.shape.iter().map(|&d| usize::try_from(d)).collect::<Result<Vec<usize>, _>>().map_err(
+                    |_| {
                         anyhow::anyhow!(crate::verify::one_line(&format!(
                             "{}: tensor `{name}`: shape does not fit this machine's address space",
                             input.display()
                         )))
-                    })?;
+                    },
+                )?;
                 let bytes = {
                     let tensor = file.tensor(name).map_err(|e| file_error(input, e))?;
                     let values = tensor.decode().map_err(|e| file_error(input, e))?;
                     dtype.encode(&values)
                 };
-                out.add(name, dtype.safetensors_name(), &shape, &bytes)
-                    .map_err(|e| file_error(&args.output, e))?;
+                out.add(name, dtype.safetensors_name(), &shape, &bytes).map_err(|e| file_error(&args.output, e))?;
                 decoded += 1;
             }
             Entry::Verbatim(_) => {
                 let v = file.verbatim(name).map_err(|e| file_error(input, e))?;
-                out.add(name, &v.dtype, &v.shape, &v.data)
-                    .map_err(|e| file_error(&args.output, e))?;
+                out.add(name, &v.dtype, &v.shape, &v.data).map_err(|e| file_error(&args.output, e))?;
                 copied += 1;
             }
         }
@@ -123,10 +108,7 @@ mod tests {
     #[test]
     fn dtypes_encode_little_endian() {
         let v = [1.0f32, -0.5];
-        assert_eq!(
-            OutputDtype::F32.encode(&v),
-            [0, 0, 0x80, 0x3F, 0, 0, 0, 0xBF]
-        );
+        assert_eq!(OutputDtype::F32.encode(&v), [0, 0, 0x80, 0x3F, 0, 0, 0, 0xBF]);
         assert_eq!(OutputDtype::F16.encode(&v), [0x00, 0x3C, 0x00, 0xB8]);
         assert_eq!(OutputDtype::Bf16.encode(&v), [0x80, 0x3F, 0x00, 0xBF]);
         assert!(OutputDtype::parse("f64").is_err());

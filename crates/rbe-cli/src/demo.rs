@@ -32,13 +32,11 @@ fn tensors() -> anyhow::Result<Vec<SourceTensor>> {
     infos.sort_by_key(|(_, i)| i.data_offsets.0);
     Ok(infos
         .into_iter()
-        .map(|(name, info)| SourceTensor {
-            name,
-            dtype: "F16".into(),
-            shape: info.shape.clone(),
-            data: bytes
+        .map(|(name, info)| {
+            let data = bytes
                 .slice(8 + header_len + info.data_offsets.0..8 + header_len + info.data_offsets.1)
-                .expect("validated by read_metadata"),
+                .expect("validated by read_metadata");
+            SourceTensor::new(name, "F16".into(), info.shape.clone(), data)
         })
         .collect())
 }

@@ -15,10 +15,7 @@ pub fn run(args: &crate::InspectArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", report.to_json(&args.input.display().to_string()));
     } else {
-        print!(
-            "{}",
-            report.table(&one_line(&args.input.display().to_string()))
-        );
+        print!("{}", report.table(&one_line(&args.input.display().to_string())));
     }
     Ok(())
 }
@@ -52,15 +49,11 @@ struct Report<'a> {
 }
 
 fn bits_per_weight(bytes: u64, elements: Option<u64>) -> Option<f64> {
-    elements
-        .filter(|&n| n > 0)
-        .map(|n| bytes as f64 * 8.0 / n as f64)
+    elements.filter(|&n| n > 0).map(|n| bytes as f64 * 8.0 / n as f64)
 }
 
 fn element_count(shape: impl IntoIterator<Item = u64>) -> Option<u64> {
-    shape
-        .into_iter()
-        .try_fold(1u64, |acc, d| acc.checked_mul(d))
+    shape.into_iter().try_fold(1u64, |acc, d| acc.checked_mul(d))
 }
 
 impl<'a> Report<'a> {
@@ -101,9 +94,7 @@ impl<'a> Report<'a> {
     }
 
     fn verbatim_rows(&self) -> impl Iterator<Item = &TensorRow<'a>> {
-        self.rows
-            .iter()
-            .filter(|r| matches!(r.kind, RowKind::Verbatim { .. }))
+        self.rows.iter().filter(|r| matches!(r.kind, RowKind::Verbatim { .. }))
     }
 
     /// File bytes minus the verbatim tensors' data: what the compressed weights cost, headers
@@ -156,8 +147,8 @@ impl<'a> Report<'a> {
         ];
         // Numeric columns are right-aligned.
         const RIGHT: [bool; 17] = [
-            false, false, false, true, true, true, false, false, false, false, false, false, true,
-            true, true, true, true,
+            false, false, false, true, true, true, false, false, false, false, false, false, true, true, true, true,
+            true,
         ];
         let cells: Vec<Vec<String>> = self.rows.iter().map(row_cells).collect();
         let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
@@ -213,11 +204,7 @@ fn shape_text(shape: &[u64]) -> String {
     if shape.is_empty() {
         return "scalar".to_owned();
     }
-    shape
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join("x")
+    shape.iter().map(u64::to_string).collect::<Vec<_>>().join("x")
 }
 
 fn row_cells(row: &TensorRow<'_>) -> Vec<String> {
@@ -238,10 +225,7 @@ fn row_cells(row: &TensorRow<'_>) -> Vec<String> {
                 d.values.to_string(),
                 d.params.to_string(),
                 d.entropy.to_string(),
-                d.profile
-                    .as_deref()
-                    .map(one_line)
-                    .unwrap_or_else(|| "-".to_owned()),
+                d.profile.as_deref().map(one_line).unwrap_or_else(|| "-".to_owned()),
                 d.cache_blocks.to_string(),
                 format!("{:.3e}", d.rmse),
                 format!("{:.4}", d.rel_rmse),

@@ -10,10 +10,7 @@ pub fn run(args: &crate::VerifyArgs) -> anyhow::Result<()> {
     let file = open_rbe(&args.input)?;
     let blocks = file.verify().map_err(|e| file_error(&args.input, e))?;
     let bytes = file_len(&args.input)?;
-    println!(
-        "ok: {} tensors, {blocks} blocks, {bytes} bytes",
-        file.entries().len()
-    );
+    println!("ok: {} tensors, {blocks} blocks, {bytes} bytes", file.entries().len());
     Ok(())
 }
 
@@ -44,15 +41,7 @@ pub(crate) fn one_line(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_owned();
     }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@
 
 use half::{bf16, f16};
 use rbe_format::{
-    BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout,
-    ParamsPrecision, RbeParams, RbeWriter, Residual, SparseResidual, TensorDesc, Transform,
-    ValueCodec,
+    BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeParams,
+    RbeWriter, Residual, SparseResidual, TensorDesc, Transform, ValueCodec,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -29,10 +28,7 @@ struct TestFile {
 }
 
 fn desc(shape: &[u64], cfg: &BlockConfig, blocks: &[EncodedBlock]) -> TensorDesc {
-    let sparse = blocks
-        .iter()
-        .filter(|b| matches!(b.residual, Residual::Sparse(_)))
-        .count();
+    let sparse = blocks.iter().filter(|b| matches!(b.residual, Residual::Sparse(_))).count();
     TensorDesc {
         shape: shape.to_vec(),
         dtype: "BF16".to_owned(),
@@ -47,11 +43,7 @@ fn desc(shape: &[u64], cfg: &BlockConfig, blocks: &[EncodedBlock]) -> TensorDesc
         rmse: 1.5e-4,
         rel_rmse: 0.0125,
         std: 0.012,
-        k_mean: blocks
-            .iter()
-            .map(EncodedBlock::coefficient_count)
-            .sum::<usize>() as f64
-            / blocks.len() as f64,
+        k_mean: blocks.iter().map(EncodedBlock::coefficient_count).sum::<usize>() as f64 / blocks.len() as f64,
         sparse,
         dense: blocks.len() - sparse,
         stream_bytes: 0,
@@ -65,18 +57,11 @@ fn blocks_for(cfg: &BlockConfig, count: usize) -> Vec<EncodedBlock> {
         .map(|i| {
             let theta = match cfg.params {
                 ParamsPrecision::None => [0.0; 8],
-                _ => [0.25, -0.125, 0.0625, 0.5, -0.25, 0.125, 0.0, 0.375]
-                    .map(|v| v * (1 + i % 4) as f32),
+                _ => [0.25, -0.125, 0.0625, 0.5, -0.25, 0.125, 0.0, 0.375].map(|v| v * (1 + i % 4) as f32),
             };
             let residual = if i % 3 == 2 {
-                let values = (0..cfg.block_area())
-                    .map(|k| ((k * 7 + i) % 9) as i16 - 4)
-                    .collect();
-                Residual::Dense(DenseResidual {
-                    width: 4,
-                    step: 0.005,
-                    values,
-                })
+                let values = (0..cfg.block_area()).map(|k| ((k * 7 + i) % 9) as i16 - 4).collect();
+                Residual::Dense(DenseResidual { width: 4, step: 0.005, values })
             } else {
                 let coefficients = (0..5u16)
                     .map(|k| Coefficient {
@@ -87,15 +72,9 @@ fn blocks_for(cfg: &BlockConfig, count: usize) -> Vec<EncodedBlock> {
                     .collect::<Vec<_>>();
                 let mut coefficients = coefficients;
                 coefficients.sort_by_key(|c| (c.row, c.col));
-                Residual::Sparse(SparseResidual {
-                    scale: 0.001,
-                    coefficients,
-                })
+                Residual::Sparse(SparseResidual { scale: 0.001, coefficients })
             };
-            EncodedBlock {
-                params: RbeParams(theta),
-                residual,
-            }
+            EncodedBlock { params: RbeParams(theta), residual }
         })
         .collect()
 }
@@ -135,8 +114,7 @@ fn build_test_file() -> TestFile {
         let rows = shape[0] as usize;
         let cols: usize = shape[1..].iter().product::<u64>() as usize;
         let blocks = blocks_for(&cfg, rows.div_ceil(cfg.block) * cols.div_ceil(cfg.block));
-        let mut t =
-            EncodedTensor::from_blocks(name, desc(&shape, &cfg, &blocks), &blocks).expect("tensor");
+        let mut t = EncodedTensor::from_blocks(name, desc(&shape, &cfg, &blocks), &blocks).expect("tensor");
         let stream = t.to_stream(entropy).expect("stream");
         writer.add_compressed(name, t.desc(), &stream).expect("add");
         compressed.push(Compressed {
@@ -146,26 +124,14 @@ fn build_test_file() -> TestFile {
             stream_bytes: stream.len() as u64,
         });
     }
-    let bias: Vec<u8> = (0..6)
-        .flat_map(|i| (i as f32 - 2.5).to_le_bytes())
-        .collect();
-    writer
-        .add_verbatim("model.layers.0.mlp.bias", "F32", &[6], &bias)
-        .expect("add");
+    let bias: Vec<u8> = (0..6).flat_map(|i| (i as f32 - 2.5).to_le_bytes()).collect();
+    writer.add_verbatim("model.layers.0.mlp.bias", "F32", &[6], &bias).expect("add");
     writer.finish().expect("finish");
-    TestFile {
-        _dir: dir,
-        path,
-        compressed,
-        verbatim: ("model.layers.0.mlp.bias", "F32", vec![6], bias),
-    }
+    TestFile { _dir: dir, path, compressed, verbatim: ("model.layers.0.mlp.bias", "F32", vec![6], bias) }
 }
 
 fn rbe(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rbe"))
-        .args(args)
-        .output()
-        .expect("run rbe")
+    Command::new(env!("CARGO_BIN_EXE_rbe")).args(args).output().expect("run rbe")
 }
 
 fn rbe_str(args: &[&str], file: &Path) -> Output {
@@ -185,18 +151,10 @@ fn stderr(o: &Output) -> String {
 /// A failed run: exit code 1, exactly one line on stderr starting with `error: `, no panic.
 fn assert_clean_failure(o: &Output, what: &str) {
     let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{what}: expected exit 1, stderr: {err}"
-    );
+    assert_eq!(o.status.code(), Some(1), "{what}: expected exit 1, stderr: {err}");
     assert!(!err.contains("panicked"), "{what}: {err}");
     assert!(err.starts_with("error: "), "{what}: {err}");
-    assert_eq!(
-        err.trim_end_matches('\n').lines().count(),
-        1,
-        "{what}: multi-line error: {err}"
-    );
+    assert_eq!(err.trim_end_matches('\n').lines().count(), 1, "{what}: multi-line error: {err}");
 }
 
 #[test]
@@ -223,11 +181,7 @@ fn inspect_json_has_every_field() {
     let o = rbe_str(&["inspect", "--json"], &f.path);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert_eq!(
-        out.trim_end().lines().count(),
-        1,
-        "one JSON object on one line"
-    );
+    assert_eq!(out.trim_end().lines().count(), 1, "one JSON object on one line");
     let v: Value = serde_json::from_str(&out).expect("valid JSON");
     let file_bytes = std::fs::metadata(&f.path).expect("metadata").len();
     assert_eq!(v["file_bytes"], file_bytes);
@@ -260,10 +214,7 @@ fn inspect_json_has_every_field() {
     }
     let mut weights = 0u64;
     for c in &f.compressed {
-        let t = tensors
-            .iter()
-            .find(|t| t["name"] == c.name)
-            .expect("listed");
+        let t = tensors.iter().find(|t| t["name"] == c.name).expect("listed");
         let elements: u64 = c.shape.iter().product();
         weights += elements;
         assert_eq!(t["compressed"], true);
@@ -278,19 +229,13 @@ fn inspect_json_has_every_field() {
         assert!(t["k_mean"].as_f64().expect("k_mean") > 0.0);
         assert!(t["blocks_dense"].as_u64().expect("dense") > 0);
     }
-    let conv = tensors
-        .iter()
-        .find(|t| t["name"] == "model.conv.weight")
-        .expect("conv");
+    let conv = tensors.iter().find(|t| t["name"] == "model.conv.weight").expect("conv");
     assert_eq!(conv["entropy"], "rans");
     assert_eq!(conv["transform"], "dwt");
     assert_eq!(conv["layout"], "b4");
     assert_eq!(conv["values"], "q16");
     assert_eq!(conv["params"], "f32");
-    let bias = tensors
-        .iter()
-        .find(|t| t["name"] == f.verbatim.0)
-        .expect("bias");
+    let bias = tensors.iter().find(|t| t["name"] == f.verbatim.0).expect("bias");
     assert_eq!(bias["compressed"], false);
     for k in [
         "rmse",
@@ -313,9 +258,7 @@ fn inspect_json_has_every_field() {
     assert_eq!(totals["weights"], weights);
     let bytes = file_bytes - f.verbatim.3.len() as u64;
     assert_eq!(totals["bytes"], bytes);
-    assert!(
-        (totals["bpw"].as_f64().expect("bpw") - bytes as f64 * 8.0 / weights as f64).abs() < 1e-9
-    );
+    assert!((totals["bpw"].as_f64().expect("bpw") - bytes as f64 * 8.0 / weights as f64).abs() < 1e-9);
 }
 
 #[test]
@@ -325,10 +268,7 @@ fn verify_reports_counts() {
     assert!(o.status.success(), "{}", stderr(&o));
     let size = std::fs::metadata(&f.path).expect("metadata").len();
     // 20x12 at b=8: 3x2 blocks; 4x18 at b=8: 1x3 blocks.
-    assert_eq!(
-        stdout(&o).trim(),
-        format!("ok: 3 tensors, 9 blocks, {size} bytes")
-    );
+    assert_eq!(stdout(&o).trim(), format!("ok: 3 tensors, 9 blocks, {size} bytes"));
 }
 
 fn decode_to(f: &TestFile, dtype: &str) -> (tempfile::TempDir, Vec<u8>) {
@@ -360,16 +300,8 @@ fn decode_matches_the_reference_decoder_in_every_dtype() {
             assert_eq!(view.shape(), &shape[..], "{dtype}: original shape restored");
             let want: Vec<u8> = match dtype {
                 "f32" => c.weights.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                "f16" => c
-                    .weights
-                    .iter()
-                    .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-                    .collect(),
-                _ => c
-                    .weights
-                    .iter()
-                    .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
-                    .collect(),
+                "f16" => c.weights.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+                _ => c.weights.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
             };
             let want_dtype = match dtype {
                 "f32" => safetensors::Dtype::F32,
@@ -381,11 +313,7 @@ fn decode_matches_the_reference_decoder_in_every_dtype() {
         }
         let (name, _, shape, data) = &f.verbatim;
         let view = st.tensor(name).expect("verbatim present");
-        assert_eq!(
-            view.dtype(),
-            safetensors::Dtype::F32,
-            "verbatim keeps its dtype"
-        );
+        assert_eq!(view.dtype(), safetensors::Dtype::F32, "verbatim keeps its dtype");
         assert_eq!(view.shape(), &shape[..]);
         assert_eq!(view.data(), &data[..]);
     }
@@ -401,25 +329,14 @@ fn run_all_on(bytes: &[u8], what: &str) -> [Output; 3] {
     let out = out_dir.path().join("out.safetensors");
     let verify = rbe_str(&["verify"], &input);
     let inspect = rbe_str(&["inspect", "--json"], &input);
-    let decode = rbe(&[
-        "decode".as_ref(),
-        input.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
-    let left: Vec<_> = std::fs::read_dir(out_dir.path())
-        .expect("read dir")
-        .collect();
+    let decode = rbe(&["decode".as_ref(), input.as_os_str(), "-o".as_ref(), out.as_os_str()]);
+    let left: Vec<_> = std::fs::read_dir(out_dir.path()).expect("read dir").collect();
     if decode.status.success() {
         assert_eq!(left.len(), 1, "{what}: decode wrote more than its output");
     } else {
         assert!(left.is_empty(), "{what}: failed decode left {left:?}");
     }
-    for (o, cmd) in [
-        (&verify, "verify"),
-        (&inspect, "inspect"),
-        (&decode, "decode"),
-    ] {
+    for (o, cmd) in [(&verify, "verify"), (&inspect, "inspect"), (&decode, "decode")] {
         if !o.status.success() {
             assert_clean_failure(o, &format!("{cmd} on {what}"));
         }
@@ -431,16 +348,7 @@ fn run_all_on(bytes: &[u8], what: &str) -> [Output; 3] {
 fn truncated_files_fail_cleanly() {
     let f = build_test_file();
     let bytes = std::fs::read(&f.path).expect("read");
-    for len in [
-        0,
-        4,
-        8,
-        9,
-        100,
-        bytes.len() / 2,
-        bytes.len() - 40,
-        bytes.len() - 1,
-    ] {
+    for len in [0, 4, 8, 9, 100, bytes.len() / 2, bytes.len() - 40, bytes.len() - 1] {
         let what = format!("truncated to {len} bytes");
         let [verify, inspect, decode] = run_all_on(&bytes[..len], &what);
         assert_clean_failure(&verify, &what);
@@ -465,11 +373,7 @@ fn bit_flipped_data_fails_cleanly_and_names_the_tensor() {
         let [verify, _inspect, decode] = run_all_on(&bad, &what);
         assert_clean_failure(&verify, &what);
         assert_clean_failure(&decode, &what);
-        assert!(
-            stderr(&verify).contains("tensor `model."),
-            "{what}: {}",
-            stderr(&verify)
-        );
+        assert!(stderr(&verify).contains("tensor `model."), "{what}: {}", stderr(&verify));
     }
     // Flips anywhere (header included): never a panic or a multi-line error.
     for k in 0..12 {
@@ -488,12 +392,7 @@ fn missing_input_and_unwritable_output_fail_cleanly() {
     assert_clean_failure(&rbe_str(&["inspect"], &missing), "inspect missing");
     let f = build_test_file();
     let out = dir.path().join("no/such/dir/out.safetensors");
-    let o = rbe(&[
-        "decode".as_ref(),
-        f.path.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
+    let o = rbe(&["decode".as_ref(), f.path.as_os_str(), "-o".as_ref(), out.as_os_str()]);
     assert_clean_failure(&o, "decode to a missing directory");
 }
 
@@ -502,18 +401,13 @@ fn a_tensor_name_with_a_newline_keeps_errors_on_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("odd.rbe");
     let mut w = RbeWriter::create(&path).expect("create");
-    w.add_verbatim("odd\nname", "F32", &[1], &[0, 0, 128, 63])
-        .expect("add");
+    w.add_verbatim("odd\nname", "F32", &[1], &[0, 0, 128, 63]).expect("add");
     w.finish().expect("finish");
     let mut bytes = std::fs::read(&path).expect("read");
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     let [verify, inspect, _] = run_all_on(&bytes, "newline in a name");
     assert_clean_failure(&verify, "verify");
-    assert!(
-        stderr(&verify).contains("odd\\nname"),
-        "{}",
-        stderr(&verify)
-    );
+    assert!(stderr(&verify).contains("odd\\nname"), "{}", stderr(&verify));
     assert!(inspect.status.success());
 }

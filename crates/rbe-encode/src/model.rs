@@ -145,6 +145,7 @@ pub fn encode_model(
         for t in &shard.tensors {
             let report = if should_compress(t, settings, &include, &exclude, has_include) {
                 let data = t.to_f32()?;
+                t.release_pages();
                 let out = encode_tensor(&t.name, &data, &t.shape, &t.dtype, settings)?;
                 drop(data);
                 let desc = out.tensor.desc();
@@ -172,6 +173,7 @@ pub fn encode_model(
             } else {
                 // Verbatim tensors are copied bit-exact, whatever they hold.
                 writer.add_verbatim(&t.name, &t.dtype, &t.shape, &t.data)?;
+                t.release_pages();
                 TensorReport {
                     name: t.name.clone(),
                     shape: t.shape.clone(),

@@ -7,6 +7,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One tensor of the input, viewing the mapped file.
 #[derive(Debug, Clone)]
@@ -19,9 +20,37 @@ pub struct SourceTensor {
     pub shape: Vec<usize>,
     /// Raw little-endian data.
     pub data: SharedBytes,
+    /// The mapped file and the data's offset in it, to give the pages back after use.
+    mapping: Option<(Arc<memmap2::Mmap>, usize)>,
+}
+
+/// Lets a shared map own the bytes of a [`SharedBytes`].
+struct MapBytes(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for MapBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl SourceTensor {
+    /// A tensor over bytes held elsewhere (not a mapped file).
+    pub fn new(name: String, dtype: String, shape: Vec<usize>, data: SharedBytes) -> Self {
+        SourceTensor { name, dtype, shape, data, mapping: None }
+    }
+
+    /// Drops the tensor's pages from this process's memory once it has been read: a mapped model
+    /// larger than RAM then streams through in bounded memory (the pages are re-read if touched).
+    pub fn release_pages(&self) {
+        #[cfg(unix)]
+        if let Some((map, offset)) = &self.mapping {
+            // SAFETY: the map is private and read-only, so MADV_DONTNEED only discards clean
+            // pages that the kernel re-reads from the file on the next access; no data is lost
+            // and no reference observes different bytes.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *offset, self.data.len()) };
+        }
+    }
+
     /// Number of elements.
     pub fn elements(&self) -> usize {
         self.shape.iter().product()
@@ -69,8 +98,8 @@ fn input_err(path: &Path, reason: impl Into<String>) -> EncodeError {
 fn open_shard(path: &Path) -> Result<Shard, EncodeError> {
     let file = File::open(path).map_err(|e| input_err(path, e.to_string()))?;
     // SAFETY: read-only map; every read is a bounds-checked slice of it.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| input_err(path, e.to_string()))?;
-    let bytes = SharedBytes::new(map);
+    let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| input_err(path, e.to_string()))?);
+    let bytes = SharedBytes::new(MapBytes(map.clone()));
     let (header_len, meta) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| input_err(path, format!("not a valid safetensors file: {e}")))?;
     let start = 8 + header_len;
@@ -88,7 +117,13 @@ fn open_shard(path: &Path) -> Result<Shard, EncodeError> {
             Dtype::BF16 => "BF16".to_owned(),
             other => format!("{other:?}"),
         };
-        tensors.push(SourceTensor { name, dtype, shape: info.shape.clone(), data });
+        tensors.push(SourceTensor {
+            name,
+            dtype,
+            shape: info.shape.clone(),
+            data,
+            mapping: Some((map.clone(), start + s)),
+        });
     }
     let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
     Ok(Shard { path: path.to_owned(), tensors, metadata })

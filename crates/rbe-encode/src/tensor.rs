@@ -271,9 +271,8 @@ pub fn encode_tensor(
         // Measure the error on what a reader gets back from the stored bytes.
         let mut loaded =
             EncodedTensor::from_stream(name, built.desc().clone(), SharedBytes::from(stream.clone()), true)?;
-        let loaded_blocks: Vec<EncodedBlock> =
-            (0..loaded.block_count()).into_par_iter().map(|i| loaded.block(i)).collect::<Result<_, _>>()?;
-        let err = decode_error(&loaded_blocks, &cfg, data, rows, cols, grid);
+        drop(built);
+        let err = decode_error(&|i| loaded.block(i), n_blocks, &cfg, data, rows, cols, grid)?;
         let rmse = (err / n_valid).sqrt();
         let rel = if std > 0.0 { rmse / std } else { 0.0 };
         if exact_constant && err != 0.0 {
@@ -543,26 +542,28 @@ fn block_error(p: &Prepared, block: &EncodedBlock, cfg: &BlockConfig) -> f64 {
     }
 }
 
-/// Squared error of the reference decode of `blocks` against the original data (valid region only).
-pub fn decode_error(
-    blocks: &[EncodedBlock],
+/// Squared error of the reference decode of blocks `0..n_blocks` (parsed one at a time by
+/// `block`, so they never all sit in memory) against the original data, valid region only.
+fn decode_error(
+    block: &(dyn Fn(usize) -> Result<EncodedBlock, rbe_format::FormatError> + Sync),
+    n_blocks: usize,
     cfg: &BlockConfig,
     data: &[f32],
     rows: usize,
     cols: usize,
     grid: (usize, usize),
-) -> f64 {
+) -> Result<f64, EncodeError> {
     let b = cfg.block;
-    let per_block: Vec<f64> = blocks
-        .par_iter()
-        .enumerate()
+    let per_block: Vec<f64> = (0..n_blocks)
+        .into_par_iter()
         .map_init(
             || BlockDecoder::new(*cfg),
-            |dec, (i, block)| {
+            |dec, i| -> Result<f64, EncodeError> {
+                let block = block(i)?;
                 let (br, bc) = (i / grid.1, i % grid.1);
                 let (r0, c0) = (br * b, bc * b);
                 let (h, w) = ((rows - r0).min(b), (cols - c0).min(b));
-                let vals = dec.decode(block);
+                let vals = dec.decode(&block);
                 let mut e = 0.0;
                 for r in 0..h {
                     for c in 0..w {
@@ -571,9 +572,9 @@ pub fn decode_error(
                         e += (f64::from(got) - f64::from(data[(r0 + r) * cols + c0 + c])).powi(2);
                     }
                 }
-                e
+                Ok(e)
             },
         )
-        .collect();
-    per_block.iter().sum()
+        .collect::<Result<_, _>>()?;
+    Ok(per_block.iter().sum())
 }
