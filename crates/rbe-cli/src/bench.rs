@@ -7,12 +7,12 @@
 //! `dense_f32` are compared with the *decoded* weights; candle's quantised methods with the
 //! original f32 weights (synthetic runs; for files, the decoded weights stand in for them).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use rbe_cpu::dense::{gemm_f64, max_rel_err};
 use rbe_cpu::{DecodeMode, Isa, Precision, RbeLinear};
-use rbe_encode::{encode_tensor, EncodeSettings, Target};
+use rbe_encode::{EncodeSettings, Target, encode_tensor};
 use rbe_format::{EncodedTensor, RbeFile};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -183,10 +183,24 @@ fn bench(a: &BenchArgs) -> Result<()> {
         let bytes = 4 * rows * cols;
         let note = Some(if nb == 1 { format!("row-parallel {} GEMV", isa.name()) } else { "gemm crate".to_owned() });
         let hot = time(secs, |_| run_dense(&decoded, &mut y));
-        results.push(Row { method: "dense_f32".into(), cache: "hot", median_us: hot, max_rel_err: err, bytes_read: bytes, note: note.clone() });
+        results.push(Row {
+            method: "dense_f32".into(),
+            cache: "hot",
+            median_us: hot,
+            max_rel_err: err,
+            bytes_read: bytes,
+            note: note.clone(),
+        });
         let ws: Vec<Vec<f32>> = (0..copies(bytes)).map(|_| decoded.clone()).collect();
         let cold = time(secs, |i| run_dense(&ws[i % ws.len()], &mut y));
-        results.push(Row { method: "dense_f32".into(), cache: "cold", median_us: cold, max_rel_err: err, bytes_read: bytes, note });
+        results.push(Row {
+            method: "dense_f32".into(),
+            cache: "cold",
+            median_us: cold,
+            max_rel_err: err,
+            bytes_read: bytes,
+            note,
+        });
     }
 
     // RBE modes
@@ -213,15 +227,30 @@ fn bench(a: &BenchArgs) -> Result<()> {
         layer.forward_batch_into(&x, nb, &mut y)?;
         let err = max_rel_err(&y, &y_dec);
         let bytes = layer.bytes_per_call();
-        let note = (mode == DecodeMode::Progressive(Precision::Coarse)).then(|| format!("bound E*|x| = {:.3e}", layer.coarse_error_bound()));
+        let note = (mode == DecodeMode::Progressive(Precision::Coarse))
+            .then(|| format!("bound E*|x| = {:.3e}", layer.coarse_error_bound()));
         let hot = time(secs, |_| drop(layer.forward_batch_into(&x, nb, &mut y)));
-        results.push(Row { method: name.into(), cache: "hot", median_us: hot, max_rel_err: err, bytes_read: bytes, note: note.clone() });
+        results.push(Row {
+            method: name.into(),
+            cache: "hot",
+            median_us: hot,
+            max_rel_err: err,
+            bytes_read: bytes,
+            note: note.clone(),
+        });
         let mut layers = vec![layer];
         while layers.len() < copies(layers[0].resident_bytes()) {
             layers.push(RbeLinear::new(&tensor, None, mode)?);
         }
         let cold = time(secs, |i| drop(layers[i % layers.len()].forward_batch_into(&x, nb, &mut y)));
-        results.push(Row { method: name.into(), cache: "cold", median_us: cold, max_rel_err: err, bytes_read: bytes, note });
+        results.push(Row {
+            method: name.into(),
+            cache: "cold",
+            median_us: cold,
+            max_rel_err: err,
+            bytes_read: bytes,
+            note,
+        });
     }
     if all || a.mode == "full" {
         let b = tensor.config().block;
@@ -258,7 +287,9 @@ fn bench(a: &BenchArgs) -> Result<()> {
     }
 
     // candle
-    for (name, dt) in [("candle_q8_0", GgmlDType::Q8_0), ("candle_q4_0", GgmlDType::Q4_0), ("candle_q4_k", GgmlDType::Q4K)] {
+    for (name, dt) in
+        [("candle_q8_0", GgmlDType::Q8_0), ("candle_q4_0", GgmlDType::Q4_0), ("candle_q4_k", GgmlDType::Q4K)]
+    {
         if cols % dt.block_size() != 0 {
             results.push(Row {
                 method: name.into(),
@@ -282,13 +313,27 @@ fn bench(a: &BenchArgs) -> Result<()> {
         let err = max_rel_err(&y, &y_orig);
         let note = Some("error vs the original f32 weights".to_owned());
         let hot = time(secs, |_| drop(mm.forward(&xt)));
-        results.push(Row { method: name.into(), cache: "hot", median_us: hot, max_rel_err: err, bytes_read: bytes, note: note.clone() });
+        results.push(Row {
+            method: name.into(),
+            cache: "hot",
+            median_us: hot,
+            max_rel_err: err,
+            bytes_read: bytes,
+            note: note.clone(),
+        });
         let mut mms = vec![mm];
         while mms.len() < copies(bytes) {
             mms.push(make()?.0);
         }
         let cold = time(secs, |i| drop(mms[i % mms.len()].forward(&xt)));
-        results.push(Row { method: name.into(), cache: "cold", median_us: cold, max_rel_err: err, bytes_read: bytes, note });
+        results.push(Row {
+            method: name.into(),
+            cache: "cold",
+            median_us: cold,
+            max_rel_err: err,
+            bytes_read: bytes,
+            note,
+        });
     }
 
     let cache_study = if a.no_cache_study { Vec::new() } else { cache_study(a.rel_rmse, secs)? };
@@ -376,9 +421,16 @@ fn print_table(r: &Report) {
         r.resident_bytes as f64 / r.stream_bytes.max(1) as f64,
         r.rel_rmse
     );
-    println!("{:<24} {:<5} {:>12} {:>10} {:>12} {:>9}", "method", "cache", "median_us", "max_err", "bytes_read", "vs dense");
+    println!(
+        "{:<24} {:<5} {:>12} {:>10} {:>12} {:>9}",
+        "method", "cache", "median_us", "max_err", "bytes_read", "vs dense"
+    );
     for row in &r.results {
-        let dense = r.results.iter().find(|d| d.method == "dense_f32" && d.cache == row.cache).map_or(f64::NAN, |d| d.median_us);
+        let dense = r
+            .results
+            .iter()
+            .find(|d| d.method == "dense_f32" && d.cache == row.cache)
+            .map_or(f64::NAN, |d| d.median_us);
         println!(
             "{:<24} {:<5} {:>12.1} {:>10.2e} {:>12} {:>8.2}x  {}",
             row.method,
@@ -393,7 +445,12 @@ fn print_table(r: &Report) {
     if !r.cache_study.is_empty() {
         println!("cache study, 384x384 (36 blocks), Full mode:");
         for c in &r.cache_study {
-            println!("  cache {:>2} blocks: hit rate {:>5.1}%  {:>9.1} us/forward", c.cache_blocks, 100.0 * c.hit_rate, c.median_us);
+            println!(
+                "  cache {:>2} blocks: hit rate {:>5.1}%  {:>9.1} us/forward",
+                c.cache_blocks,
+                100.0 * c.hit_rate,
+                c.median_us
+            );
         }
     }
 }
@@ -406,7 +463,10 @@ fn plot(r: &Report, path: &std::path::Path) -> Result<()> {
     let rows: Vec<&Row> = r.results.iter().filter(|x| x.median_us.is_finite()).collect();
     let max = rows.iter().map(|x| x.median_us).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&top)
-        .caption(format!("{}x{} batch {} ({} threads): median us per call", r.shape[0], r.shape[1], r.batch, r.threads), ("sans-serif", 18))
+        .caption(
+            format!("{}x{} batch {} ({} threads): median us per call", r.shape[0], r.shape[1], r.batch, r.threads),
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(200)
@@ -418,7 +478,13 @@ fn plot(r: &Report, path: &std::path::Path) -> Result<()> {
         .y_label_formatter(&|i| rows.get(*i).map_or(String::new(), |x| format!("{} ({})", x.method, x.cache)))
         .draw()?;
     chart.draw_series(rows.iter().enumerate().map(|(i, x)| {
-        let color = if x.method.starts_with("rbe") { BLUE } else if x.method.starts_with("candle") { RED } else { BLACK };
+        let color = if x.method.starts_with("rbe") {
+            BLUE
+        } else if x.method.starts_with("candle") {
+            RED
+        } else {
+            BLACK
+        };
         Rectangle::new([(0.0, i), (x.median_us, i + 1)], color.mix(if x.cache == "hot" { 0.4 } else { 0.8 }).filled())
     }))?;
     if !r.cache_study.is_empty() {

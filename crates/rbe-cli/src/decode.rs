@@ -53,12 +53,76 @@ impl OutputDtype {
     }
 }
 
-/// Runs `rbe decode FILE -o OUT [--dtype f32|f16|bf16]`.
+/// Runs `rbe decode FILE -o OUT [--dtype f32|f16|bf16]`; `FILE` may be a sharded `*.rbe.index.json`,
+/// then `OUT` is a directory that receives one safetensors shard per `.rbe` shard and an index.
 pub fn run(args: &crate::DecodeArgs) -> anyhow::Result<()> {
     let dtype = OutputDtype::parse(&args.dtype)?;
-    let input = &args.input;
+    if args.input.extension().is_some_and(|e| e == "json") {
+        return run_sharded(args, dtype);
+    }
+    let (decoded, copied) = decode_file(&args.input, &args.output, dtype)?;
+    println!(
+        "wrote {}: {decoded} tensors decoded to {}, {copied} copied verbatim",
+        crate::verify::one_line(&args.output.display().to_string()),
+        args.dtype
+    );
+    Ok(())
+}
+
+/// Decodes every shard named by an `.rbe` index into `args.output/`, then writes a safetensors index.
+fn run_sharded(args: &crate::DecodeArgs, dtype: OutputDtype) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.input)
+        .map_err(|e| anyhow::anyhow!(crate::verify::one_line(&format!("{}: {e}", args.input.display()))))?;
+    let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(crate::verify::one_line(&format!("{}: bad index JSON: {e}", args.input.display())))
+    })?;
+    let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+        anyhow::anyhow!(crate::verify::one_line(&format!("{}: index has no `weight_map`", args.input.display())))
+    })?;
+    let mut shards: Vec<&str> = Vec::new();
+    for file in map.values() {
+        let file = file.as_str().filter(|f| !f.contains('/') && !f.contains('\\') && !f.starts_with('.')).ok_or_else(
+            || anyhow::anyhow!(crate::verify::one_line(&format!("{}: bad shard name {file}", args.input.display()))),
+        )?;
+        if !shards.contains(&file) {
+            shards.push(file);
+        }
+    }
+    shards.sort_unstable();
+    let dir = args.input.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| anyhow::anyhow!(crate::verify::one_line(&format!("{}: {e}", args.output.display()))))?;
+    let mut weight_map = serde_json::Map::new();
+    let (mut decoded, mut copied) = (0, 0);
+    for shard in shards {
+        let out_name = format!("{}.safetensors", shard.strip_suffix(".rbe").unwrap_or(shard));
+        let (d, c) = decode_file(&dir.join(shard), &args.output.join(&out_name), dtype)?;
+        decoded += d;
+        copied += c;
+        for (name, file) in map {
+            if file.as_str() == Some(shard) {
+                weight_map.insert(name.clone(), serde_json::Value::String(out_name.clone()));
+            }
+        }
+    }
+    let stem = args.input.file_name().and_then(|n| n.to_str()).unwrap_or("model.rbe.index.json");
+    let out_index = stem.replace(".rbe.index.json", ".safetensors.index.json");
+    let out_index = if out_index == stem { "model.safetensors.index.json".to_owned() } else { out_index };
+    let json = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    let path = args.output.join(out_index);
+    rbe_encode::model::write_atomic(&path, serde_json::to_vec_pretty(&json)?.as_slice())?;
+    println!("wrote {}: {decoded} tensors decoded, {copied} copied verbatim", path.display());
+    Ok(())
+}
+
+/// Decodes one `.rbe` file into one safetensors file; returns (decoded, copied) counts.
+fn decode_file(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    dtype: OutputDtype,
+) -> anyhow::Result<(usize, usize)> {
     let file = open_rbe(input)?;
-    let mut out = SafetensorsWriter::create(&args.output).map_err(|e| file_error(&args.output, e))?;
+    let mut out = SafetensorsWriter::create(output).map_err(|e| file_error(output, e))?;
     let mut carried: Vec<(&String, &String)> =
         file.metadata().iter().filter(|(key, _)| !key.starts_with(RBE_METADATA_PREFIX)).collect();
     carried.sort();
@@ -82,23 +146,18 @@ pub fn run(args: &crate::DecodeArgs) -> anyhow::Result<()> {
                     let values = tensor.decode().map_err(|e| file_error(input, e))?;
                     dtype.encode(&values)
                 };
-                out.add(name, dtype.safetensors_name(), &shape, &bytes).map_err(|e| file_error(&args.output, e))?;
+                out.add(name, dtype.safetensors_name(), &shape, &bytes).map_err(|e| file_error(output, e))?;
                 decoded += 1;
             }
             Entry::Verbatim(_) => {
                 let v = file.verbatim(name).map_err(|e| file_error(input, e))?;
-                out.add(name, &v.dtype, &v.shape, &v.data).map_err(|e| file_error(&args.output, e))?;
+                out.add(name, &v.dtype, &v.shape, &v.data).map_err(|e| file_error(output, e))?;
                 copied += 1;
             }
         }
     }
-    out.finish().map_err(|e| file_error(&args.output, e))?;
-    println!(
-        "wrote {}: {decoded} tensors decoded to {}, {copied} copied verbatim",
-        crate::verify::one_line(&args.output.display().to_string()),
-        args.dtype
-    );
-    Ok(())
+    out.finish().map_err(|e| file_error(output, e))?;
+    Ok((decoded, copied))
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@
 //! in one fixed order, so results are bit-identical for any thread count.
 
 use crate::error::CpuError;
-use crate::pack::{extract, fits, pack_plane, unpack_plane, PackShape};
+use crate::pack::{PackShape, extract, fits, pack_plane, unpack_plane};
 use crate::simd::{self, Isa, PlaneF32, PlaneQ8};
 use crate::stats::{LayerStats, StatsSnapshot};
-use crate::tables::{axpy, EdgeBasis, Tables};
+use crate::tables::{EdgeBasis, Tables, axpy};
 use half::f16;
 use lru::LruCache;
 use rayon::prelude::*;
@@ -149,10 +149,10 @@ impl RbeLinear {
         let cfg = *tensor.config();
         let b = cfg.block;
         let (rows, cols) = (tensor.rows(), tensor.cols());
-        if let Some(bv) = &bias {
-            if bv.len() != rows {
-                return Err(CpuError::Shape { tensor: name, what: "bias", expected: rows, got: bv.len() });
-            }
+        if let Some(bv) = &bias
+            && bv.len() != rows
+        {
+            return Err(CpuError::Shape { tensor: name, what: "bias", expected: rows, got: bv.len() });
         }
         let n = tensor.block_count();
         let progressive = matches!(mode, DecodeMode::Progressive(_));
@@ -166,7 +166,9 @@ impl RbeLinear {
         let mut q = vec![0i32; b * b];
         let mut coarse_sq = 0f64;
         let blk_err = |i: usize, reason: String| CpuError::Block { tensor: name.clone(), block: i, reason };
-        let offset = |len: usize, i: usize| u32::try_from(len).map_err(|_| blk_err(i, "resident data exceeds 4 G entries".into()));
+        let offset = |len: usize, i: usize| {
+            u32::try_from(len).map_err(|_| blk_err(i, "resident data exceeds 4 G entries".into()))
+        };
         let mulaw = mulaw_table();
         for i in 0..n {
             let block = tensor.block(i)?;
@@ -214,7 +216,9 @@ impl RbeLinear {
                     let raw = tensor.block_bytes(i);
                     let entry = cfg.layout.entry_bytes();
                     let len = s.coefficients.len() * entry;
-                    let body = raw.get(raw.len().saturating_sub(len)..).ok_or_else(|| blk_err(i, "sparse entries outside the block".into()))?;
+                    let body = raw
+                        .get(raw.len().saturating_sub(len)..)
+                        .ok_or_else(|| blk_err(i, "sparse entries outside the block".into()))?;
                     sparse_bytes.extend_from_slice(body);
                     let mut mask = 0;
                     let mut vals = 0;
@@ -390,11 +394,8 @@ impl RbeLinear {
         }
         self.stats.add_calls(1);
         self.stats.add_vectors(batch as u64);
-        let per_row: Vec<Vec<f32>> = if self.mode == DecodeMode::Full {
-            self.forward_full(x, batch)?
-        } else {
-            self.forward_direct(x, batch)
-        };
+        let per_row: Vec<Vec<f32>> =
+            if self.mode == DecodeMode::Full { self.forward_full(x, batch)? } else { self.forward_direct(x, batch) };
         let b = self.cfg.block;
         for (br, part) in per_row.iter().enumerate() {
             let h = (self.rows - br * b).min(b);
@@ -468,7 +469,8 @@ impl RbeLinear {
                             for k in 0..N_PARAMS {
                                 let plane = eb.plane(k, b);
                                 for r in 0..b {
-                                    proj[((rk * nb + v) * N_PARAMS + k) * b + r] = simd::dot_f32(self.isa, &plane[r * b..(r + 1) * b], &xb);
+                                    proj[((rk * nb + v) * N_PARAMS + k) * b + r] =
+                                        simd::dot_f32(self.isa, &plane[r * b..(r + 1) * b], &xb);
                                 }
                             }
                         }
@@ -494,17 +496,37 @@ impl RbeLinear {
                                 for (s, qs) in scales.iter_mut().zip(&col.qscale) {
                                     *s = step * qs;
                                 }
-                                let job = PlaneQ8 { words: &self.words[main.1 as usize..], shape: main.0, pairs: &col.pairs, pstride: p / 2, scales: &scales };
+                                let job = PlaneQ8 {
+                                    words: &self.words[main.1 as usize..],
+                                    shape: main.0,
+                                    pairs: &col.pairs,
+                                    pstride: p / 2,
+                                    scales: &scales,
+                                };
                                 simd::plane_q8(self.isa, &job, &mut yh, b);
                             } else {
-                                let job = PlaneF32 { words: &self.words[main.1 as usize..], shape: main.0, xs: &col.xh, xstride: p, nb, scale: step * lo_scale };
+                                let job = PlaneF32 {
+                                    words: &self.words[main.1 as usize..],
+                                    shape: main.0,
+                                    xs: &col.xh,
+                                    xstride: p,
+                                    nb,
+                                    scale: step * lo_scale,
+                                };
                                 simd::plane_f32(self.isa, &job, &mut yh, b);
                             }
                             unpacked += (b * b) as u64;
                             if let Some((sh, off)) = lo {
                                 let full = self.mode == DecodeMode::Progressive(Precision::Full);
                                 if full {
-                                    let job = PlaneF32 { words: &self.words[*off as usize..], shape: *sh, xs: &col.xh, xstride: p, nb, scale: *step };
+                                    let job = PlaneF32 {
+                                        words: &self.words[*off as usize..],
+                                        shape: *sh,
+                                        xs: &col.xh,
+                                        xstride: p,
+                                        nb,
+                                        scale: *step,
+                                    };
                                     simd::plane_f32(self.isa, &job, &mut yh, b);
                                     unpacked += (b * b) as u64;
                                 }
@@ -567,7 +589,11 @@ impl RbeLinear {
                             for (kk, &t) in theta.iter().enumerate() {
                                 if t != 0.0 {
                                     let rk = usize::from(br == br_n - 1);
-                                    axpy(t, &col.proj[((rk * nb + v) * N_PARAMS + kk) * b..][..b], &mut y[v * b..(v + 1) * b]);
+                                    axpy(
+                                        t,
+                                        &col.proj[((rk * nb + v) * N_PARAMS + kk) * b..][..b],
+                                        &mut y[v * b..(v + 1) * b],
+                                    );
                                 }
                             }
                         }
@@ -583,7 +609,11 @@ impl RbeLinear {
         let bb = (b * b) as u64;
         let n_blocks = (br_n * bc_n) as u64;
         self.stats.add_multiply_flops(2 * bb * n_blocks * nb as u64);
-        let base = if has_params { 2 * N_PARAMS as u64 * bb * bc_n as u64 + 2 * N_PARAMS as u64 * b as u64 * n_blocks } else { 0 };
+        let base = if has_params {
+            2 * N_PARAMS as u64 * bb * bc_n as u64 + 2 * N_PARAMS as u64 * b as u64 * n_blocks
+        } else {
+            0
+        };
         self.stats.add_decode_flops(nb as u64 * (2 * bb * (br_n + bc_n) as u64 + base));
         out
     }
@@ -657,7 +687,8 @@ impl RbeLinear {
         self.coefficients(idx, &mut r, &mut q, &mut lo);
         PLANS.with(|plans| {
             let mut plans = plans.borrow_mut();
-            let plan = plans.entry((b, self.cfg.transform)).or_insert_with(|| TransformPlan::new(b, self.cfg.transform));
+            let plan =
+                plans.entry((b, self.cfg.transform)).or_insert_with(|| TransformPlan::new(b, self.cfg.transform));
             plan.inverse(&mut r);
         });
         if let Some(params) = &self.params {

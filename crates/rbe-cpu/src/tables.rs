@@ -1,11 +1,13 @@
 //! Per-block-size tables shared by every layer of the process: the 1-D transform matrix `M`
 //! (and its transpose) in f32, and the eight RBE basis planes in f32.
 
+use rbe_format::Transform;
 use rbe_format::basis::{BasisTable, N_PARAMS};
 use rbe_format::transform::transform_matrix;
-use rbe_format::Transform;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+
+type Registry<K, V> = OnceLock<Mutex<HashMap<K, Arc<V>>>>;
 
 /// Shared tables for one `(block, transform)`.
 #[derive(Debug)]
@@ -27,7 +29,7 @@ pub struct Tables {
 impl Tables {
     /// The tables for `block` and `transform`, built once per process.
     pub fn shared(block: usize, transform: Transform) -> Arc<Tables> {
-        static ALL: OnceLock<Mutex<HashMap<(usize, Transform), Arc<Tables>>>> = OnceLock::new();
+        static ALL: Registry<(usize, Transform), Tables> = OnceLock::new();
         let map = ALL.get_or_init(|| Mutex::new(HashMap::new()));
         let mut guard = match map.lock() {
             Ok(g) => g,
@@ -45,7 +47,8 @@ impl Tables {
                     }
                 }
                 let bt = BasisTable::shared(block);
-                let basis = (0..N_PARAMS).flat_map(|k| bt.plane(k).iter().map(|&v| v as f32).collect::<Vec<_>>()).collect();
+                let basis =
+                    (0..N_PARAMS).flat_map(|k| bt.plane(k).iter().map(|&v| v as f32).collect::<Vec<_>>()).collect();
                 let (ortho, gs) = gram_schmidt(&bt, block, block);
                 Arc::new(Tables { block, m, mt, basis, ortho, gs })
             })
@@ -114,16 +117,17 @@ fn gram_schmidt(bt: &BasisTable, h: usize, w: usize) -> (Vec<f32>, [[f64; N_PARA
     let n = b * b;
     let mut q: Vec<Vec<f64>> = Vec::with_capacity(N_PARAMS);
     let mut gs = [[0f64; N_PARAMS]; N_PARAMS];
-    for k in 0..N_PARAMS {
-        let mut v: Vec<f64> = bt.plane(k).iter().enumerate().map(|(i, &p)| if i / b < h && i % b < w { p } else { 0.0 }).collect();
+    for (k, row) in gs.iter_mut().enumerate() {
+        let mut v: Vec<f64> =
+            bt.plane(k).iter().enumerate().map(|(i, &p)| if i / b < h && i % b < w { p } else { 0.0 }).collect();
         for (l, ql) in q.iter().enumerate() {
             let d: f64 = v.iter().zip(ql).map(|(a, b)| a * b).sum();
-            gs[k][l] += d;
+            row[l] += d;
             v.iter_mut().zip(ql).for_each(|(a, b)| *a -= d * b);
         }
         let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
         if norm > 1e-9 * (n as f64).sqrt() {
-            gs[k][k] = norm;
+            row[k] = norm;
             v.iter_mut().for_each(|a| *a /= norm);
         } else {
             v.iter_mut().for_each(|a| *a = 0.0);
@@ -145,7 +149,7 @@ pub struct EdgeBasis {
 impl EdgeBasis {
     /// The basis for block `b` restricted to `h x w`.
     pub fn shared(b: usize, h: usize, w: usize) -> Arc<EdgeBasis> {
-        static ALL: OnceLock<Mutex<HashMap<(usize, usize, usize), Arc<EdgeBasis>>>> = OnceLock::new();
+        static ALL: Registry<(usize, usize, usize), EdgeBasis> = OnceLock::new();
         let map = ALL.get_or_init(|| Mutex::new(HashMap::new()));
         let mut guard = match map.lock() {
             Ok(g) => g,

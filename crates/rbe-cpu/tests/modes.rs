@@ -4,7 +4,7 @@
 
 use rbe_cpu::dense::{gemm_f64, max_rel_err};
 use rbe_cpu::{DecodeMode, Isa, Precision, RbeLinear};
-use rbe_encode::{encode_tensor, EncodeSettings, ParamsChoice, Target};
+use rbe_encode::{EncodeSettings, ParamsChoice, Target, encode_tensor};
 use rbe_format::{EncodedTensor, Entropy, ParamsPrecision, Transform};
 
 fn rng(seed: u64) -> impl FnMut() -> f32 {
@@ -26,7 +26,15 @@ fn matrix(rows: usize, cols: usize, seed: u64, smooth: bool) -> Vec<f32> {
         .collect()
 }
 
-fn encode(rows: usize, cols: usize, block: usize, transform: Transform, params: ParamsPrecision, smooth: bool, rel: f64) -> EncodedTensor {
+fn encode(
+    rows: usize,
+    cols: usize,
+    block: usize,
+    transform: Transform,
+    params: ParamsPrecision,
+    smooth: bool,
+    rel: f64,
+) -> EncodedTensor {
     let data = matrix(rows, cols, (rows * 31 + cols) as u64, smooth);
     let settings = EncodeSettings {
         target: Target::RelRmse(rel),
@@ -71,7 +79,9 @@ fn check(t: &EncodedTensor, batch: usize, label: &str) {
             }
         }
     }
-    let x_norm = (0..batch).map(|v| x[v * cols..(v + 1) * cols].iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt()).fold(0f64, f64::max);
+    let x_norm = (0..batch)
+        .map(|v| x[v * cols..(v + 1) * cols].iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt())
+        .fold(0f64, f64::max);
     for mode in MODES {
         for isa in Isa::available() {
             let mut layer = RbeLinear::new(t, Some(bias.clone()), mode).expect("builds");
@@ -84,7 +94,10 @@ fn check(t: &EncodedTensor, batch: usize, label: &str) {
                     // ||dy||_2 <= E ||x||_2, checked per vector through the max entry.
                     let bound = layer.coarse_error_bound() * x_norm;
                     let worst = y.iter().zip(&y_ref).fold(0f64, |a, (&g, &r)| a.max((f64::from(g) - r).abs()));
-                    assert!(worst <= bound * 1.0001 + 1e-5 * y_ref.iter().fold(0f64, |a, v| a.max(v.abs())), "{label} coarse {isa:?}: {worst} > {bound}");
+                    assert!(
+                        worst <= bound * 1.0001 + 1e-5 * y_ref.iter().fold(0f64, |a, v| a.max(v.abs())),
+                        "{label} coarse {isa:?}: {worst} > {bound}"
+                    );
                 }
                 _ => assert!(err <= 1e-5, "{label} {mode:?} {isa:?}: {err:e}"),
             }
@@ -99,7 +112,9 @@ fn check(t: &EncodedTensor, batch: usize, label: &str) {
 fn every_mode_and_isa_matches_the_reference() {
     for &block in &[8usize, 16, 32, 64] {
         for transform in [Transform::Dct, Transform::Dwt] {
-            for (params, smooth) in [(ParamsPrecision::None, false), (ParamsPrecision::F16, true), (ParamsPrecision::F32, true)] {
+            for (params, smooth) in
+                [(ParamsPrecision::None, false), (ParamsPrecision::F16, true), (ParamsPrecision::F32, true)]
+            {
                 let (rows, cols) = (block * 2 + 3, block + 5);
                 let t = encode(rows, cols, block, transform, params, smooth, 0.05);
                 check(&t, if block == 64 { 3 } else { 9 }, &format!("b={block} {transform} {params} smooth={smooth}"));
@@ -122,7 +137,13 @@ fn results_are_identical_for_any_thread_count() {
     let x: Vec<f32> = (0..2 * 130).map(|_| r()).collect();
     for mode in MODES {
         let layer = RbeLinear::new(&t, None, mode).expect("builds");
-        let run = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("pool").install(|| layer.forward_batch(&x, 2).expect("runs"));
+        let run = |n: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .expect("pool")
+                .install(|| layer.forward_batch(&x, 2).expect("runs"))
+        };
         let one = run(1);
         assert_eq!(one, run(2), "{mode:?}");
         assert_eq!(one, run(3), "{mode:?}");

@@ -20,7 +20,7 @@ pub struct EncodedOutput {
     /// The tensor as loaded back from its stored stream (runtime layout).
     pub tensor: EncodedTensor,
     /// The stored stream bytes (what goes into the file).
-    pub stream: Vec<u8>,
+    pub stream: SharedBytes,
 }
 
 /// Per-block intermediate state: the quantised base and the residual's transform coefficients.
@@ -177,28 +177,30 @@ pub fn encode_tensor(
     cfg.validate()?;
 
     // 2. Residual against the *stored* base, padded with zeros, forward-transformed.
-    let prepared: Vec<Prepared> = (0..n_blocks)
-        .into_par_iter()
-        .map_init(
-            || (Vec::new(), TransformPlan::<f64>::new(b, settings.transform), vec![0.0f64; b * b]),
-            |(buf, plan, res), i| {
-                gather(i, buf);
-                let (_, _, h, w) = extent(i);
-                let theta = quantise_params(&thetas[i].0, params);
-                res.fill(0.0);
-                let mut base = vec![0.0f64; b * b];
-                fitter.basis().add_base(&theta, &mut base);
-                for r in 0..h {
-                    for c in 0..w {
-                        res[r * b + c] = f64::from(buf[r * w + c]) - base[r * b + c];
+    let prepare = || -> Vec<Prepared> {
+        (0..n_blocks)
+            .into_par_iter()
+            .map_init(
+                || (Vec::new(), TransformPlan::<f64>::new(b, settings.transform), vec![0.0f64; b * b]),
+                |(buf, plan, res), i| {
+                    gather(i, buf);
+                    let (_, _, h, w) = extent(i);
+                    let theta = quantise_params(&thetas[i].0, params);
+                    res.fill(0.0);
+                    let mut base = vec![0.0f64; b * b];
+                    fitter.basis().add_base(&theta, &mut base);
+                    for r in 0..h {
+                        for c in 0..w {
+                            res[r * b + c] = f64::from(buf[r * w + c]) - base[r * b + c];
+                        }
                     }
-                }
-                plan.forward(res);
-                Prepared { params: theta, coefs: res.iter().map(|&v| v as f32).collect() }
-            },
-        )
-        .collect();
-    drop(thetas);
+                    plan.forward(res);
+                    Prepared { params: theta, coefs: res.iter().map(|&v| v as f32).collect() }
+                },
+            )
+            .collect()
+    };
+    let prepared = prepare();
 
     let n_valid = (rows * cols) as f64;
     let mut step_state = None;
@@ -229,7 +231,11 @@ pub fn encode_tensor(
     let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
     let mut best: Option<EncodedOutput> = None;
     let mut attempt = 0;
+    // The coefficients are dropped once the blocks are chosen (they are the biggest buffer of all)
+    // and recomputed, deterministically, in the rare case of a second attempt.
+    let mut prepared = Some(prepared);
     loop {
+        let prepared = prepared.take().unwrap_or_else(prepare);
         let blocks: Vec<EncodedBlock> = match (settings.target, step_state) {
             (Target::TopK(k), _) => prepared.par_iter().map(|p| top_k_block(p, k, &cfg)).collect(),
             (_, Some((step, _))) => choose_blocks(&prepared, step as f32, &cfg, settings.entropy, settings.residual),
@@ -241,6 +247,7 @@ pub fn encode_tensor(
                 })
                 .collect(),
         };
+        drop(prepared);
         let (sparse, dense) = blocks.iter().fold((0, 0), |(s, d), b| match b.residual {
             Residual::Sparse(_) => (s + 1, d),
             Residual::Dense(_) => (s, d + 1),
@@ -267,10 +274,11 @@ pub fn encode_tensor(
             xxh3: String::new(),
         };
         let (built, stream) = EncodedTensor::encode(name, desc, &blocks, settings.entropy)?;
+        let stream = SharedBytes::from(stream);
         drop(blocks);
         // Measure the error on what a reader gets back from the stored bytes.
         let mut loaded =
-            EncodedTensor::from_stream(name, built.desc().clone(), SharedBytes::from(stream.clone()), true)?;
+            EncodedTensor::from_stream(name, built.desc().clone(), stream.clone(), true)?;
         drop(built);
         let err = decode_error(&|i| loaded.block(i), n_blocks, &cfg, data, rows, cols, grid)?;
         let rmse = (err / n_valid).sqrt();

@@ -2,7 +2,10 @@
 //!
 //! - `cpu` (default): [`cpu`] — `RbeLinear`, products straight from the compressed blocks;
 //! - `encode`: [`encode`] — the encoder (error-targeted block compression);
-//! - `gpu`: placeholder, re-exports nothing yet.
+//! - `candle`: [`candle`] — `RbeCandleLinear`, a `candle_nn::Module` computed from the compressed form;
+//! - `gpu`: [`gpu`] — `GpuLinear` on wgpu (any adapter; `RBE_WGPU_ADAPTER` picks one by name).
+//!
+//! [`backend`] gives one layer API over both: `Layer::new(&tensor, bias, Backend::Cpu | Backend::Gpu)`.
 //!
 //! The format itself ([`format`]) is always available.
 #![deny(missing_docs)]
@@ -17,3 +20,14 @@ pub use rbe_cpu::{CpuError, DecodeMode, LayerStats, Precision, RbeLinear};
 
 #[cfg(feature = "encode")]
 pub use rbe_encode as encode;
+
+#[cfg(feature = "candle")]
+pub mod candle;
+
+// ---- gpu feature and the backend-neutral layer API (issue 5) ----
+pub mod backend;
+pub use backend::{Backend, Layer, LayerError};
+#[cfg(feature = "gpu")]
+pub use rbe_gpu as gpu;
+#[cfg(feature = "gpu")]
+pub use rbe_gpu::{GpuContext, GpuError, GpuLinear, GpuMode};

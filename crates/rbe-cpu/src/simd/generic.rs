@@ -39,7 +39,7 @@ pub fn plane_q8(job: &PlaneQ8<'_>, out: &mut [f32], ostride: usize) {
                 for s in 0..sh.slots {
                     let j = cg * sh.slots + s;
                     let pair = p[j / 2];
-                    let qx = if j % 2 == 0 { pair as u16 as i16 } else { (pair >> 16) as u16 as i16 };
+                    let qx = if j.is_multiple_of(2) { pair as u16 as i16 } else { (pair >> 16) as u16 as i16 };
                     acc += i64::from(extract(lane, sh.offset(s), sh.width)) * i64::from(qx);
                 }
             }

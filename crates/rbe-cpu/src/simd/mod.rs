@@ -3,11 +3,11 @@
 //! tested against. Kernels work on one block (or one block's row chunk) and accumulate into
 //! caller-owned buffers, so callers fix the summation order (bit-identical across thread counts).
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod generic;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
-#[cfg(target_arch = "aarch64")]
-pub mod aarch64;
 
 use crate::pack::PackShape;
 use std::sync::OnceLock;
@@ -111,7 +111,14 @@ pub fn plane_f32(isa: Isa, job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) 
     if job.nb == 0 {
         return;
     }
-    check_plane(job.words.len(), sh, (job.nb - 1) * job.xstride + padded, job.xs.len(), (job.nb - 1) * ostride + sh.block, out.len());
+    check_plane(
+        job.words.len(),
+        sh,
+        (job.nb - 1) * job.xstride + padded,
+        job.xs.len(),
+        (job.nb - 1) * ostride + sh.block,
+        out.len(),
+    );
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::plane_f32(isa, job, out, ostride),
@@ -126,7 +133,14 @@ pub fn plane_q8(isa: Isa, job: &PlaneQ8<'_>, out: &mut [f32], ostride: usize) {
     if nb == 0 {
         return;
     }
-    check_plane(job.words.len(), sh, (nb - 1) * job.pstride + sh.groups * sh.slots / 2, job.pairs.len(), (nb - 1) * ostride + sh.block, out.len());
+    check_plane(
+        job.words.len(),
+        sh,
+        (nb - 1) * job.pstride + sh.groups * sh.slots / 2,
+        job.pairs.len(),
+        (nb - 1) * ostride + sh.block,
+        out.len(),
+    );
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::plane_q8(isa, job, out, ostride),
@@ -134,8 +148,18 @@ pub fn plane_q8(isa: Isa, job: &PlaneQ8<'_>, out: &mut [f32], ostride: usize) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Column-major dense block times a batch: `out[v][r] += sum_c wt[c * b + r] * xs[v][c]`.
-pub fn cols_f32(isa: Isa, wt: &[f32], b: usize, xs: &[f32], xstride: usize, nb: usize, out: &mut [f32], ostride: usize) {
+pub fn cols_f32(
+    isa: Isa,
+    wt: &[f32],
+    b: usize,
+    xs: &[f32],
+    xstride: usize,
+    nb: usize,
+    out: &mut [f32],
+    ostride: usize,
+) {
     if nb == 0 {
         return;
     }

@@ -107,7 +107,10 @@ unsafe fn f32_512<const W: u32, const NB: usize>(a: Args) {
             let wv = unsafe { _mm512_loadu_si512(a.words.add(cg * a.b + rc * 16) as *const __m512i) };
             for s in 0..slots {
                 let off = 16 * (s as u32 & 1) + W * (s as u32 >> 1);
-                let f = _mm512_sra_epi32(_mm512_sll_epi32(wv, _mm_cvtsi32_si128((32 - off - W) as i32)), _mm_cvtsi32_si128((32 - W) as i32));
+                let f = _mm512_sra_epi32(
+                    _mm512_sll_epi32(wv, _mm_cvtsi32_si128((32 - off - W) as i32)),
+                    _mm_cvtsi32_si128((32 - W) as i32),
+                );
                 let ff = _mm512_cvtepi32_ps(f);
                 for (v, accv) in acc.iter_mut().enumerate() {
                     // SAFETY: input v holds groups * slots values.
@@ -145,7 +148,10 @@ unsafe fn f32_256<const W: u32, const NB: usize>(a: Args) {
             let wv = unsafe { _mm256_loadu_si256(a.words.add(cg * a.b + rc * 8) as *const __m256i) };
             for s in 0..slots {
                 let off = 16 * (s as u32 & 1) + W * (s as u32 >> 1);
-                let f = _mm256_sra_epi32(_mm256_sll_epi32(wv, _mm_cvtsi32_si128((32 - off - W) as i32)), _mm_cvtsi32_si128((32 - W) as i32));
+                let f = _mm256_sra_epi32(
+                    _mm256_sll_epi32(wv, _mm_cvtsi32_si128((32 - off - W) as i32)),
+                    _mm_cvtsi32_si128((32 - W) as i32),
+                );
                 let ff = _mm256_cvtepi32_ps(f);
                 for (v, accv) in acc.iter_mut().enumerate() {
                     // SAFETY: input v holds groups * slots values.
@@ -264,7 +270,10 @@ unsafe fn q8_256<const W: u32>(a: QArgs) {
             // SAFETY: inside the plane.
             let wv = unsafe { _mm256_loadu_si256(a.words.add(cg * a.b + rc * 8) as *const __m256i) };
             for k in 0..fph {
-                let p = _mm256_sra_epi16(_mm256_sll_epi16(wv, _mm_cvtsi32_si128((16 - W * (k as u32 + 1)) as i32)), _mm_cvtsi32_si128((16 - W) as i32));
+                let p = _mm256_sra_epi16(
+                    _mm256_sll_epi16(wv, _mm_cvtsi32_si128((16 - W * (k as u32 + 1)) as i32)),
+                    _mm_cvtsi32_si128((16 - W) as i32),
+                );
                 // SAFETY: groups * fph pairs are present.
                 let xb = _mm256_set1_epi32(unsafe { *a.pairs.add(cg * fph + k) } as i32);
                 acc[k % 4] = _mm256_add_epi32(acc[k % 4], _mm256_madd_epi16(p, xb));
@@ -291,11 +300,27 @@ struct CArgs {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn cols_f32(isa: Isa, wt: &[f32], b: usize, xs: &[f32], xstride: usize, nb: usize, out: &mut [f32], ostride: usize) {
+pub(super) fn cols_f32(
+    isa: Isa,
+    wt: &[f32],
+    b: usize,
+    xs: &[f32],
+    xstride: usize,
+    nb: usize,
+    out: &mut [f32],
+    ostride: usize,
+) {
     let mut v0 = 0;
     while v0 < nb {
         let n = chunk(nb - v0);
-        let a = CArgs { wt: wt.as_ptr(), b, xs: xs[v0 * xstride..].as_ptr(), xstride, out: out[v0 * ostride..].as_mut_ptr(), ostride };
+        let a = CArgs {
+            wt: wt.as_ptr(),
+            b,
+            xs: xs[v0 * xstride..].as_ptr(),
+            xstride,
+            out: out[v0 * ostride..].as_mut_ptr(),
+            ostride,
+        };
         // SAFETY: lengths checked by `super::cols_f32`; ISA support checked by the caller.
         unsafe {
             if b >= 16 && isa >= Isa::Avx512 {
@@ -393,7 +418,13 @@ unsafe fn dot_512(a: &[f32], b: &[f32]) -> f32 {
     while i + 64 <= n {
         for (k, ak) in acc.iter_mut().enumerate() {
             // SAFETY: i + 64 <= n for both slices.
-            unsafe { *ak = _mm512_fmadd_ps(_mm512_loadu_ps(a.as_ptr().add(i + 16 * k)), _mm512_loadu_ps(b.as_ptr().add(i + 16 * k)), *ak) };
+            unsafe {
+                *ak = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(a.as_ptr().add(i + 16 * k)),
+                    _mm512_loadu_ps(b.as_ptr().add(i + 16 * k)),
+                    *ak,
+                )
+            };
         }
         i += 64;
     }
@@ -415,7 +446,13 @@ unsafe fn dot_256(a: &[f32], b: &[f32]) -> f32 {
     while i + 32 <= n {
         for (k, ak) in acc.iter_mut().enumerate() {
             // SAFETY: i + 32 <= n for both slices.
-            unsafe { *ak = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8 * k)), _mm256_loadu_ps(b.as_ptr().add(i + 8 * k)), *ak) };
+            unsafe {
+                *ak = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8 * k)),
+                    _mm256_loadu_ps(b.as_ptr().add(i + 8 * k)),
+                    *ak,
+                )
+            };
         }
         i += 32;
     }
