@@ -93,7 +93,8 @@ fn cpu_rows(name: &str, t: &rbe_format::EncodedTensor, r: &Reference, rows: &mut
                         // ||y_coarse - y_full||_2 <= E ||x||_2 for every input vector.
                         let cols = t.cols();
                         let xn = x.chunks(cols).map(|v| v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt());
-                        let bound = layer.coarse_error_bound() * max_abs(xn) / max_abs(y.iter().copied()).max(f64::MIN_POSITIVE);
+                        let bound = layer.coarse_error_bound() * max_abs(xn)
+                            / max_abs(y.iter().copied()).max(f64::MIN_POSITIVE);
                         row.tolerance = row.tolerance.max(bound + TOL_CPU_EXACT);
                     }
                     match layer.forward_batch(x, *batch) {
@@ -168,7 +169,8 @@ pub fn run(args: &[String]) -> Result<()> {
         let rbe = dir.join(f["rbe"].as_str().context("fixture without rbe")?);
         let reference = dir.join(f["reference"].as_str().context("fixture without reference")?);
         for (path, key) in [(&rbe, "rbe_xxh3"), (&reference, "reference_xxh3")] {
-            let got = rbe_format::checksum(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+            let got =
+                rbe_format::checksum(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
             if Some(got.as_str()) != f[key].as_str() {
                 bail!("{}: checksum {got} does not match the manifest (run `cargo xtask fixtures`)", path.display());
             }

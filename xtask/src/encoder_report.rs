@@ -67,7 +67,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     let out_dir = crate::root().join("target").join("reports");
     std::fs::create_dir_all(&out_dir)?;
     let tmp = out_dir.join("encoder-report.rbe");
-    let linear = ModelOptions { include: vec![LINEAR.into()], exclude: vec![] };
+    let linear = ModelOptions { include: vec![LINEAR.into()], ..ModelOptions::default() };
     let quiet = |_: &rbe_encode::TensorReport, _: u64, _: u64| {};
     let mut targets: Vec<(String, Target, Option<Profile>)> = vec![
         ("--rel-rmse 0.09 (goal <= 3.8 bpw; Q4_0 4.5)".into(), Target::RelRmse(0.09), None),

@@ -214,7 +214,14 @@ fn random_block(cfg: &BlockConfig, rng: &mut Rng, dense: bool) -> EncodedBlock {
     EncodedBlock { params: RbeParams(theta), residual }
 }
 
-fn built(name: &str, rows: usize, cols: usize, cfg: BlockConfig, entropy: Entropy, seed: u64) -> Result<(EncodedTensor, Vec<u8>)> {
+fn built(
+    name: &str,
+    rows: usize,
+    cols: usize,
+    cfg: BlockConfig,
+    entropy: Entropy,
+    seed: u64,
+) -> Result<(EncodedTensor, Vec<u8>)> {
     let mut rng = Rng(seed);
     let n = rows.div_ceil(cfg.block) * cols.div_ceil(cfg.block);
     let blocks: Vec<EncodedBlock> = (0..n).map(|i| random_block(&cfg, &mut rng, i % 3 == 1)).collect();
@@ -303,7 +310,8 @@ pub fn generate(dir: &Path) -> Result<Vec<String>> {
             for n in 0..batch {
                 for r in 0..rows {
                     let row = &w64[r * cols..(r + 1) * cols];
-                    y[n * rows + r] = row.iter().zip(&x[n * cols..(n + 1) * cols]).map(|(a, b)| a * f64::from(*b)).sum();
+                    y[n * rows + r] =
+                        row.iter().zip(&x[n * cols..(n + 1) * cols]).map(|(a, b)| a * f64::from(*b)).sum();
                 }
             }
             st.add(&format!("x{batch}"), "F32", &[batch, cols], &bytes_f32(&x))?;

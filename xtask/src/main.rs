@@ -5,6 +5,7 @@ mod conformance;
 mod encoder_report;
 mod fixtures;
 mod fixtures_gen;
+mod fuzz;
 mod minilm;
 mod minilm_eval;
 mod synth;
@@ -20,6 +21,7 @@ tasks:
   fixtures [--check]     write the conformance fixtures to fixtures/conformance (--check: fail on drift)
   conformance [--json]   every backend x mode x fixture against the references (RBE_REQUIRE_GPU=1: GPU required)
   minilm                 MiniLM sentence embeddings: RBE vs GGUF-style quantisation, compressed inference
+  fuzz [--seconds N]     run every cargo-fuzz target for N seconds (default 60) on nightly
   encoder-report         encode MiniLM at every target, entropy on/off: bits/weight, error, speed
   synth-model --gib N    write a sharded synthetic f16 model of N GiB under target/synth-N
 ";
@@ -38,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         "encoder-report" => encoder_report::run(&args[1..]),
         "minilm" => minilm_eval::run(&args[1..]),
         "minilm-fixtures" => fixtures::run(),
+        "fuzz" => fuzz::run(&args[1..]),
         "synth-model" => synth::run(&args[1..]),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

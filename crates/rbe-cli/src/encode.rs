@@ -60,6 +60,9 @@ pub struct EncodeArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Sharded input: keep output shards that are already complete and verified, encode the rest.
+    #[arg(long)]
+    pub resume: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -151,7 +154,7 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("cannot start the thread pool")?;
     }
     let model = SourceModel::open(&a.input)?;
-    let options = ModelOptions { include: a.include.clone(), exclude: a.exclude.clone() };
+    let options = ModelOptions { include: a.include.clone(), exclude: a.exclude.clone(), resume: a.resume };
     let bar = if !a.json && std::io::stderr().is_terminal() {
         let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
         let bar = ProgressBar::new(total);

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 bad input (unreadable, corrupt or invalid file, impossible target),
 //! 2 usage error (clap).
 
+mod analyze;
 mod bench;
 mod decode;
 mod demo;
@@ -33,6 +34,8 @@ enum Command {
     Inspect(InspectArgs),
     /// Check every checksum and decode every block of an .rbe file.
     Verify(VerifyArgs),
+    /// Per tensor: RBE's rate-distortion curve against f16, Q8_0 and Q4_0, with a recommendation.
+    Analyze(analyze::AnalyzeArgs),
     /// Benchmark the CPU decode modes against dense f32 and candle's quantised matmuls.
     Bench(bench::BenchArgs),
 }
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Analyze(a) => analyze::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

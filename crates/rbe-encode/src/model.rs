@@ -7,7 +7,7 @@ use crate::settings::EncodeSettings;
 use crate::source::{Shard, SourceModel, SourceTensor};
 use crate::tensor::{encode_tensor, matrix_shape};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbe_format::RbeWriter;
+use rbe_format::{stream_checksum, Entry, RbeFile, RbeWriter};
 use rbe_format::container::TENSOR_KEY;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,86 @@ pub struct ModelOptions {
     pub include: Vec<String>,
     /// Glob patterns of tensors never compressed.
     pub exclude: Vec<String>,
+    /// Sharded models: keep output shards that are already complete (every tensor present,
+    /// every checksum verified, same settings) and encode only the others.
+    pub resume: bool,
+}
+
+/// Metadata key recording the settings a file was encoded with (compared by `--resume`).
+pub const SETTINGS_KEY: &str = "rbe.encoder";
+
+fn settings_record(settings: &EncodeSettings, options: &ModelOptions) -> String {
+    // Debug formatting of plain enums and numbers: stable for a given version of the encoder.
+    format!(
+        "v{} target={:?} block={} transform={} layout={} values={} params={:?} entropy={} residual={:?} include={:?} exclude={:?}",
+        env!("CARGO_PKG_VERSION"),
+        settings.target,
+        settings.block,
+        settings.transform,
+        settings.layout,
+        settings.values,
+        settings.params,
+        settings.entropy,
+        settings.residual,
+        options.include,
+        options.exclude
+    )
+}
+
+/// Reports for an output shard that is complete and was written with the same settings, or
+/// `None` when it must be (re)encoded. Checksums are verified, never trusted.
+fn finished_shard(out_path: &Path, shard: &Shard, record: &str) -> Option<Vec<TensorReport>> {
+    let file = RbeFile::open(out_path).ok()?;
+    if file.metadata().get(SETTINGS_KEY).map(String::as_str) != Some(record) || file.entries().len() != shard.tensors.len() {
+        return None;
+    }
+    let mut reports = Vec::new();
+    for t in &shard.tensors {
+        match file.entry(&t.name)? {
+            Entry::Compressed { desc, stream } => {
+                if stream_checksum(desc, stream) != desc.xxh3 {
+                    return None;
+                }
+                let n = t.elements() as u64;
+                let meta = (TENSOR_KEY.len() + t.name.len() + serde_json::to_string(desc).map(|s| s.len()).unwrap_or(0) + 8) as u64;
+                reports.push(TensorReport {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    compressed: true,
+                    stream_bytes: stream.len() as u64,
+                    raw_stream_bytes: 0,
+                    bpw: 8.0 * (stream.len() as u64 + meta) as f64 / n as f64,
+                    rmse: Some(desc.rmse),
+                    rel_rmse: Some(desc.rel_rmse),
+                    k_mean: Some(desc.k_mean),
+                    blocks_sparse: Some(desc.sparse),
+                    blocks_dense: Some(desc.dense),
+                    file: out_path.to_owned(),
+                });
+            }
+            Entry::Verbatim(_) => {
+                let v = file.verbatim(&t.name).ok()?;
+                if v.data[..] != t.data[..] {
+                    return None;
+                }
+                reports.push(TensorReport {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    compressed: false,
+                    stream_bytes: v.data.len() as u64,
+                    raw_stream_bytes: v.data.len() as u64,
+                    bpw: 8.0 * v.data.len() as f64 / t.elements().max(1) as f64,
+                    rmse: None,
+                    rel_rmse: None,
+                    k_mean: None,
+                    blocks_sparse: None,
+                    blocks_dense: None,
+                    file: out_path.to_owned(),
+                });
+            }
+        }
+    }
+    Some(reports)
 }
 
 /// What happened to one tensor.
@@ -134,9 +214,28 @@ pub fn encode_model(
     let mut reports = Vec::new();
     let mut weight_map = serde_json::Map::new();
     let (mut charged, mut weights) = (0u64, 0u64);
+    let record = settings_record(settings, options);
     for shard in &model.shards {
         let out_path = shard_output(shard, output, sharded);
+        if options.resume && sharded {
+            if let Some(done_reports) = finished_shard(&out_path, shard, &record) {
+                for r in done_reports {
+                    if r.compressed {
+                        charged += (r.bpw * shard_weights(shard, &r.name) as f64 / 8.0).round() as u64;
+                        weights += shard_weights(shard, &r.name);
+                    }
+                    done += shard_weights(shard, &r.name);
+                    progress(&r, done, total);
+                    if let Some(f) = out_path.file_name().and_then(|n| n.to_str()) {
+                        weight_map.insert(r.name.clone(), serde_json::Value::String(f.to_owned()));
+                    }
+                    reports.push(r);
+                }
+                continue;
+            }
+        }
         let mut writer = RbeWriter::create(&out_path)?;
+        writer.metadata(SETTINGS_KEY, record.clone());
         for (k, v) in &shard.metadata {
             if !k.starts_with("rbe.") {
                 writer.metadata(k, v.clone());
@@ -216,6 +315,10 @@ pub fn encode_model(
             bpw: if weights > 0 { 8.0 * charged as f64 / weights as f64 } else { 0.0 },
         },
     })
+}
+
+fn shard_weights(shard: &Shard, name: &str) -> u64 {
+    shard.tensors.iter().find(|t| t.name == name).map_or(0, |t| t.elements() as u64)
 }
 
 /// Writes a small file atomically (temp file beside it, fsync, rename).

@@ -144,7 +144,15 @@ impl GpuContext {
         let limits = device.limits();
         let pipes = Pipelines::new(&device)?;
         Ok(GpuContext {
-            inner: Arc::new(Inner { device, queue, info, limits, pipes, tables: Mutex::new(HashMap::new()), uncaptured }),
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                info,
+                limits,
+                pipes,
+                tables: Mutex::new(HashMap::new()),
+                uncaptured,
+            }),
         })
     }
 
@@ -204,7 +212,7 @@ impl GpuContext {
     /// A read-only storage buffer holding `data` (at least 16 bytes, zero padded).
     pub(crate) fn storage(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
         let mut padded;
-        let bytes = if data.len() < 16 || data.len() % 4 != 0 {
+        let bytes = if data.len() < 16 || !data.len().is_multiple_of(4) {
             padded = data.to_vec();
             padded.resize(data.len().max(16).next_multiple_of(4), 0);
             &padded[..]
@@ -244,11 +252,21 @@ impl GpuContext {
             .iter()
             .map(|(binding, buf)| wgpu::BindGroupEntry { binding: *binding, resource: buf.as_entire_binding() })
             .collect();
-        self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
+        self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        })
     }
 
     /// Copies `bytes` of `src` to the host as f32 values, waiting for all queued work.
-    pub(crate) fn read_f32(&self, tensor: &str, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<f32>, GpuError> {
+    pub(crate) fn read_f32(
+        &self,
+        tensor: &str,
+        src: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<f32>, GpuError> {
         let staging = self.buffer("rbe staging", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let mut enc = self.inner.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes);

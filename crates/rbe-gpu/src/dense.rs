@@ -39,12 +39,20 @@ impl GpuDense {
     /// Uploads `w` (`rows x cols`, row-major).
     pub fn new(ctx: &GpuContext, name: &str, w: &[f32], rows: usize, cols: usize) -> Result<Self, GpuError> {
         if w.len() != rows * cols {
-            return Err(GpuError::Shape { tensor: name.to_owned(), what: "matrix", expected: rows * cols, got: w.len() });
+            return Err(GpuError::Shape {
+                tensor: name.to_owned(),
+                what: "matrix",
+                expected: rows * cols,
+                got: w.len(),
+            });
         }
         let max_rows = ((ctx.max_binding() / (4 * cols.max(1) as u64)) as usize)
             .min(ctx.limits().max_compute_workgroups_per_dimension as usize);
         if max_rows == 0 {
-            return Err(GpuError::Limits { tensor: name.to_owned(), reason: format!("a row of {cols} f32 exceeds the binding limit") });
+            return Err(GpuError::Limits {
+                tensor: name.to_owned(),
+                reason: format!("a row of {cols} f32 exceeds the binding limit"),
+            });
         }
         let mut parts = Vec::new();
         let mut row0 = 0;
@@ -78,7 +86,12 @@ impl GpuDense {
     /// `y = W x`, `x` row-major `batch x cols`.
     pub fn forward_batch(&self, x: &[f32], batch: usize) -> Result<Vec<f32>, GpuError> {
         if x.len() != batch * self.cols {
-            return Err(GpuError::Shape { tensor: self.name.clone(), what: "input", expected: batch * self.cols, got: x.len() });
+            return Err(GpuError::Shape {
+                tensor: self.name.clone(),
+                what: "input",
+                expected: batch * self.cols,
+                got: x.len(),
+            });
         }
         let ctx = &self.ctx;
         let mut guard = self.scratch.lock().unwrap_or_else(|p| p.into_inner());

@@ -145,7 +145,12 @@ pub struct GpuLinear {
 impl GpuLinear {
     /// Uploads `tensor`'s runtime block stream (a u32-padded copy of the section-3 bytes and the
     /// block start offsets, per part) and, in [`GpuMode::Decode`], decodes it once on the GPU.
-    pub fn new(ctx: &GpuContext, tensor: &EncodedTensor, bias: Option<Vec<f32>>, mode: GpuMode) -> Result<Self, GpuError> {
+    pub fn new(
+        ctx: &GpuContext,
+        tensor: &EncodedTensor,
+        bias: Option<Vec<f32>>,
+        mode: GpuMode,
+    ) -> Result<Self, GpuError> {
         let name = tensor.name().to_owned();
         let cfg = *tensor.config();
         let (rows, cols) = (tensor.rows(), tensor.cols());
@@ -329,8 +334,7 @@ impl GpuLinear {
                 &[(0, &part.cfg), (1, &part.stream), (2, &part.starts), (3, &self.tables), (4, &coef), (5, &params)],
             );
             let g2 = ctx.bind(&p.inverse_rows, &[(0, &part.cfg), (3, &self.tables), (4, &coef), (6, &tmp)]);
-            let g3 = ctx
-                .bind(&p.finish, &[(0, &part.cfg), (3, &self.tables), (5, &params), (6, &tmp), (7, &dense)]);
+            let g3 = ctx.bind(&p.finish, &[(0, &part.cfg), (3, &self.tables), (5, &params), (6, &tmp), (7, &dense)]);
             let mut enc = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());

@@ -155,7 +155,9 @@ fn check(ctx: &GpuContext, t: &EncodedTensor, what: &str) {
             let layer = GpuLinear::new(ctx, t, None, mode).unwrap();
             let got = layer.forward_batch(&x, batch).unwrap();
             let e = max_rel(&got, &y);
-            if std::env::var("RBE_GPU_TEST_VERBOSE").is_ok() { eprintln!("{what} {} batch {batch}: {e:e}", mode.name()); }
+            if std::env::var("RBE_GPU_TEST_VERBOSE").is_ok() {
+                eprintln!("{what} {} batch {batch}: {e:e}", mode.name());
+            }
             assert!(e <= 1e-4, "{what} {} batch {batch}: max rel err {e:e}", mode.name());
             if batch == 1 {
                 let d = layer.decode().unwrap();
@@ -190,8 +192,13 @@ fn every_block_size() {
     let Some(ctx) = ctx() else { return };
     for (i, b) in [8usize, 16, 32, 64].into_iter().enumerate() {
         for transform in Transform::ALL.iter().copied() {
-            let cfg =
-                BlockConfig { block: b, transform, layout: Layout::P32, values: ValueCodec::Q16, params: ParamsPrecision::F16 };
+            let cfg = BlockConfig {
+                block: b,
+                transform,
+                layout: Layout::P32,
+                values: ValueCodec::Q16,
+                params: ParamsPrecision::F16,
+            };
             let t = tensor("t", cfg, b + 1 + i, 2 * b - 3, 100 + i as u64);
             check(&ctx, &t, &format!("b={b} {transform}"));
         }

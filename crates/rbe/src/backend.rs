@@ -42,7 +42,9 @@ pub enum LayerError {
 impl fmt::Display for LayerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LayerError::NotCompiled(b) => write!(f, "backend `{b}` not compiled in (enable the `{b}` feature of `rbe`)"),
+            LayerError::NotCompiled(b) => {
+                write!(f, "backend `{b}` not compiled in (enable the `{b}` feature of `rbe`)")
+            }
             #[cfg(feature = "cpu")]
             LayerError::Cpu(e) => e.fmt(f),
             #[cfg(feature = "gpu")]

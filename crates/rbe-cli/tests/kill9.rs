@@ -1,0 +1,79 @@
+//! Crash safety: `rbe encode` and `rbe decode` killed with SIGKILL at pseudo-random moments never
+//! leave an output that looks complete but is not — the output path holds either nothing or a
+//! file that verifies and decodes exactly like a clean run's.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const RBE: &str = env!("CARGO_BIN_EXE_rbe");
+
+fn write_model(path: &Path) {
+    let mut w = rbe_format::SafetensorsWriter::create(path).unwrap();
+    let mut s = 0x9E3779B97F4A7C15u64;
+    for t in 0..6 {
+        let data: Vec<u8> = (0..384 * 512)
+            .flat_map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1).to_le_bytes()
+            })
+            .collect();
+        w.add(&format!("layers.{t}.weight"), "F32", &[384, 512], &data).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn run(args: &[&str]) -> bool {
+    Command::new(RBE).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success()
+}
+
+/// Kills `args` after `delay`; returns whether it was still running (i.e. really interrupted).
+fn run_and_kill(args: &[&str], delay: Duration) -> bool {
+    let mut child = Command::new(RBE).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(delay);
+    let interrupted = child.try_wait().unwrap().is_none();
+    let _ = child.kill(); // SIGKILL on Unix
+    let _ = child.wait();
+    interrupted
+}
+
+#[test]
+fn sigkill_never_leaves_a_file_that_looks_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    write_model(&dir.path().join("in.safetensors"));
+    assert!(run(&["encode", &d("in.safetensors"), "-o", &d("ref.rbe"), "--profile", "balanced"]));
+    assert!(run(&["decode", &d("ref.rbe"), "-o", &d("ref.safetensors")]));
+    let reference = std::fs::read(d("ref.safetensors")).unwrap();
+
+    let mut seed = 12345u64;
+    let (mut interrupted, mut complete) = (0, 0);
+    for trial in 0..40 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = Duration::from_micros((seed >> 33) % 250_000);
+        let (args, out): (Vec<String>, String) = if trial % 2 == 0 {
+            let _ = std::fs::remove_file(d("o.rbe"));
+            (vec!["encode".into(), d("in.safetensors"), "-o".into(), d("o.rbe"), "--profile".into(), "balanced".into()], d("o.rbe"))
+        } else {
+            let _ = std::fs::remove_file(d("o.safetensors"));
+            (vec!["decode".into(), d("ref.rbe"), "-o".into(), d("o.safetensors")], d("o.safetensors"))
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        interrupted += usize::from(run_and_kill(&args, delay));
+        if !Path::new(&out).exists() {
+            continue;
+        }
+        complete += 1;
+        if trial % 2 == 0 {
+            assert!(run(&["verify", &out]), "trial {trial}: an encode output exists but does not verify");
+            assert!(run(&["decode", &out, "-o", &d("check.safetensors")]));
+            assert_eq!(std::fs::read(d("check.safetensors")).unwrap(), reference, "trial {trial}: encode output differs");
+        } else {
+            assert_eq!(std::fs::read(&out).unwrap(), reference, "trial {trial}: decode output differs");
+        }
+    }
+    eprintln!("40 SIGKILL trials: {interrupted} interrupted mid-run, {complete} left a complete output, 0 bad");
+    assert!(interrupted >= 20, "only {interrupted} trials were interrupted mid-run: delays too long");
+}
