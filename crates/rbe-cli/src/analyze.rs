@@ -107,7 +107,7 @@ fn analyse(name: &str, data: &[f32], shape: &[usize], a: &AnalyzeArgs) -> anyhow
     let mut ggml = Vec::new();
     for (label, dt) in [("Q8_0", GgmlDType::Q8_0), ("Q4_0", GgmlDType::Q4_0)] {
         // Row-aligned blocks only, as GGUF stores them.
-        if cols % dt.block_size() == 0 {
+        if cols.is_multiple_of(dt.block_size()) {
             let deq = ggml_roundtrip(data, dt)?;
             let p = Point {
                 method: label.into(),
