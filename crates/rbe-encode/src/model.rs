@@ -217,22 +217,21 @@ pub fn encode_model(
     let record = settings_record(settings, options);
     for shard in &model.shards {
         let out_path = shard_output(shard, output, sharded);
-        if options.resume && sharded {
-            if let Some(done_reports) = finished_shard(&out_path, shard, &record) {
-                for r in done_reports {
-                    if r.compressed {
-                        charged += (r.bpw * shard_weights(shard, &r.name) as f64 / 8.0).round() as u64;
-                        weights += shard_weights(shard, &r.name);
-                    }
-                    done += shard_weights(shard, &r.name);
-                    progress(&r, done, total);
-                    if let Some(f) = out_path.file_name().and_then(|n| n.to_str()) {
-                        weight_map.insert(r.name.clone(), serde_json::Value::String(f.to_owned()));
-                    }
-                    reports.push(r);
+        let finished = if options.resume && sharded { finished_shard(&out_path, shard, &record) } else { None };
+        if let Some(done_reports) = finished {
+            for r in done_reports {
+                if r.compressed {
+                    charged += (r.bpw * shard_weights(shard, &r.name) as f64 / 8.0).round() as u64;
+                    weights += shard_weights(shard, &r.name);
                 }
-                continue;
+                done += shard_weights(shard, &r.name);
+                progress(&r, done, total);
+                if let Some(f) = out_path.file_name().and_then(|n| n.to_str()) {
+                    weight_map.insert(r.name.clone(), serde_json::Value::String(f.to_owned()));
+                }
+                reports.push(r);
             }
+            continue;
         }
         let mut writer = RbeWriter::create(&out_path)?;
         writer.metadata(SETTINGS_KEY, record.clone());
