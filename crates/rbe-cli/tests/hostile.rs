@@ -54,7 +54,13 @@ fn cases() -> Vec<Case> {
     let tmp = tempfile::tempdir().unwrap();
     let valid = valid_rbe(tmp.path());
     let mut c: Vec<Case> = Vec::new();
-    c.push(("truncated-half.rbe".into(), valid[..valid.len() / 2].to_vec(), "verify", 1, "not a valid safetensors file"));
+    c.push((
+        "truncated-half.rbe".into(),
+        valid[..valid.len() / 2].to_vec(),
+        "verify",
+        1,
+        "not a valid safetensors file",
+    ));
     c.push(("truncated-header.rbe".into(), valid[..20].to_vec(), "verify", 1, "not a valid safetensors file"));
     let mut tail_cut = valid.clone();
     tail_cut.truncate(valid.len() - 3);
@@ -166,7 +172,8 @@ fn hostile_corpus_gives_the_expected_errors() {
     let out_dir = tempfile::tempdir().unwrap();
     for (name, bytes, command, code, expected) in cases() {
         let path = dir.join(&name);
-        let stored = std::fs::read(&path).unwrap_or_else(|_| panic!("{name} missing: run the ignored regenerate_hostile_corpus"));
+        let stored = std::fs::read(&path)
+            .unwrap_or_else(|_| panic!("{name} missing: run the ignored regenerate_hostile_corpus"));
         // Files cut from an encoder output follow the encoder's version; the rest must not drift.
         if name.ends_with(".safetensors") {
             assert_eq!(stored, bytes, "{name}: checked-in corpus drifted from its generator");

@@ -55,7 +55,17 @@ fn sigkill_never_leaves_a_file_that_looks_complete() {
         let delay = Duration::from_micros((seed >> 33) % 250_000);
         let (args, out): (Vec<String>, String) = if trial % 2 == 0 {
             let _ = std::fs::remove_file(d("o.rbe"));
-            (vec!["encode".into(), d("in.safetensors"), "-o".into(), d("o.rbe"), "--profile".into(), "balanced".into()], d("o.rbe"))
+            (
+                vec![
+                    "encode".into(),
+                    d("in.safetensors"),
+                    "-o".into(),
+                    d("o.rbe"),
+                    "--profile".into(),
+                    "balanced".into(),
+                ],
+                d("o.rbe"),
+            )
         } else {
             let _ = std::fs::remove_file(d("o.safetensors"));
             (vec!["decode".into(), d("ref.rbe"), "-o".into(), d("o.safetensors")], d("o.safetensors"))
@@ -69,7 +79,11 @@ fn sigkill_never_leaves_a_file_that_looks_complete() {
         if trial % 2 == 0 {
             assert!(run(&["verify", &out]), "trial {trial}: an encode output exists but does not verify");
             assert!(run(&["decode", &out, "-o", &d("check.safetensors")]));
-            assert_eq!(std::fs::read(d("check.safetensors")).unwrap(), reference, "trial {trial}: encode output differs");
+            assert_eq!(
+                std::fs::read(d("check.safetensors")).unwrap(),
+                reference,
+                "trial {trial}: encode output differs"
+            );
         } else {
             assert_eq!(std::fs::read(&out).unwrap(), reference, "trial {trial}: decode output differs");
         }

@@ -7,8 +7,8 @@ use crate::settings::EncodeSettings;
 use crate::source::{Shard, SourceModel, SourceTensor};
 use crate::tensor::{encode_tensor, matrix_shape};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbe_format::{stream_checksum, Entry, RbeFile, RbeWriter};
 use rbe_format::container::TENSOR_KEY;
+use rbe_format::{Entry, RbeFile, RbeWriter, stream_checksum};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,7 +50,9 @@ fn settings_record(settings: &EncodeSettings, options: &ModelOptions) -> String 
 /// `None` when it must be (re)encoded. Checksums are verified, never trusted.
 fn finished_shard(out_path: &Path, shard: &Shard, record: &str) -> Option<Vec<TensorReport>> {
     let file = RbeFile::open(out_path).ok()?;
-    if file.metadata().get(SETTINGS_KEY).map(String::as_str) != Some(record) || file.entries().len() != shard.tensors.len() {
+    if file.metadata().get(SETTINGS_KEY).map(String::as_str) != Some(record)
+        || file.entries().len() != shard.tensors.len()
+    {
         return None;
     }
     let mut reports = Vec::new();
@@ -61,7 +63,9 @@ fn finished_shard(out_path: &Path, shard: &Shard, record: &str) -> Option<Vec<Te
                     return None;
                 }
                 let n = t.elements() as u64;
-                let meta = (TENSOR_KEY.len() + t.name.len() + serde_json::to_string(desc).map(|s| s.len()).unwrap_or(0) + 8) as u64;
+                let meta =
+                    (TENSOR_KEY.len() + t.name.len() + serde_json::to_string(desc).map(|s| s.len()).unwrap_or(0) + 8)
+                        as u64;
                 reports.push(TensorReport {
                     name: t.name.clone(),
                     shape: t.shape.clone(),

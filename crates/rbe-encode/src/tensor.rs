@@ -277,8 +277,7 @@ pub fn encode_tensor(
         let stream = SharedBytes::from(stream);
         drop(blocks);
         // Measure the error on what a reader gets back from the stored bytes.
-        let mut loaded =
-            EncodedTensor::from_stream(name, built.desc().clone(), stream.clone(), true)?;
+        let mut loaded = EncodedTensor::from_stream(name, built.desc().clone(), stream.clone(), true)?;
         drop(built);
         let err = decode_error(&|i| loaded.block(i), n_blocks, &cfg, data, rows, cols, grid)?;
         let rmse = (err / n_valid).sqrt();

@@ -76,7 +76,9 @@ fn same_bytes_whatever_the_thread_count() {
     let data = noise(300 * 200, 3, 0.05);
     let encode = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| encode_tensor("w", &data, &[300, 200], "F32", &settings(Target::RelRmse(0.05))).unwrap().stream.to_vec())
+        pool.install(|| {
+            encode_tensor("w", &data, &[300, 200], "F32", &settings(Target::RelRmse(0.05))).unwrap().stream.to_vec()
+        })
     };
     let one = encode(1);
     assert_eq!(one, encode(2));

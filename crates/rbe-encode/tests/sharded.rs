@@ -1,7 +1,7 @@
 //! Sharded models: output sharded like the input with its own index, and `resume` keeps verified
 //! finished shards and re-encodes broken ones into byte-identical output.
 
-use rbe_encode::{encode_model, EncodeSettings, ModelOptions, SourceModel};
+use rbe_encode::{EncodeSettings, ModelOptions, SourceModel, encode_model};
 use rbe_format::{RbeFile, SafetensorsWriter};
 use std::path::Path;
 
@@ -33,7 +33,8 @@ fn write_model(dir: &Path) -> std::path::PathBuf {
         w.finish().unwrap();
     }
     let index = dir.join("model.safetensors.index.json");
-    std::fs::write(&index, serde_json::to_vec(&serde_json::json!({"metadata": {}, "weight_map": map})).unwrap()).unwrap();
+    std::fs::write(&index, serde_json::to_vec(&serde_json::json!({"metadata": {}, "weight_map": map})).unwrap())
+        .unwrap();
     index
 }
 
