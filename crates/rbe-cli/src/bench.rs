@@ -53,6 +53,9 @@ pub struct BenchArgs {
     /// Skip the 384x384 cache study.
     #[arg(long)]
     pub no_cache_study: bool,
+    /// Skip candle's baselines (quicker runs while tuning).
+    #[arg(long)]
+    pub no_candle: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -290,6 +293,9 @@ fn bench(a: &BenchArgs) -> Result<()> {
     for (name, dt) in
         [("candle_q8_0", GgmlDType::Q8_0), ("candle_q4_0", GgmlDType::Q4_0), ("candle_q4_k", GgmlDType::Q4K)]
     {
+        if a.no_candle {
+            break;
+        }
         if cols % dt.block_size() != 0 {
             results.push(Row {
                 method: name.into(),

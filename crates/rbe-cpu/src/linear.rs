@@ -91,6 +91,10 @@ enum Blk {
     },
 }
 
+/// How many blocks ahead of the one being multiplied the direct modes prefetch (a 5-bit 64x64
+/// block is 2.8 KB, so about 22 KB ahead; measured best of 1, 2, 4 and 8).
+const PREFETCH_BLOCKS: usize = 8;
+
 /// Sizes used to pad transformed inputs: any packed plane reads at most `b + 32` values.
 fn padded(b: usize) -> usize {
     (b + 32).next_multiple_of(16)
@@ -436,175 +440,181 @@ impl RbeLinear {
             qscale: Vec<f32>,
             proj: Vec<f32>,
         }
-        let cols: Vec<Col> = (0..bc_n)
-            .into_par_iter()
-            .map(|bc| {
-                let mut xb = vec![0f32; b];
-                let mut xh = vec![0f32; nb * p];
-                let mut sums = vec![0f32; if prog { nb } else { 0 }];
-                let mut pairs = vec![0u32; if q8 { nb * p / 2 } else { 0 }];
-                let mut qscale = vec![0f32; if q8 { nb } else { 0 }];
-                // Base projections for the two row kinds (interior block rows, last block row).
-                let mut proj = vec![0f32; if has_params { 2 * nb * N_PARAMS * b } else { 0 }];
-                let col_kind = usize::from(bc == bc_n - 1);
-                for v in 0..nb {
-                    self.input_block(x, v, bc, &mut xb);
-                    let xv = &mut xh[v * p..(v + 1) * p];
-                    self.tables.forward(&xb, xv);
-                    if prog {
-                        sums[v] = xv[..b].iter().sum();
+        let prep = |bc: usize| {
+            let mut xbs = vec![0f32; nb * b];
+            let mut xh = vec![0f32; nb * p];
+            for v in 0..nb {
+                self.input_block(x, v, bc, &mut xbs[v * b..(v + 1) * b]);
+            }
+            self.tables.forward_batch(self.isa, &xbs, b, nb, &mut xh, p);
+            let mut sums = vec![0f32; if prog { nb } else { 0 }];
+            let mut pairs = vec![0u32; if q8 { nb * p / 2 } else { 0 }];
+            let mut qscale = vec![0f32; if q8 { nb } else { 0 }];
+            // Base projections for the two row kinds (interior block rows, last block row).
+            let mut proj = vec![0f32; if has_params { 2 * nb * N_PARAMS * b } else { 0 }];
+            let col_kind = usize::from(bc == bc_n - 1);
+            for v in 0..nb {
+                let xb = &xbs[v * b..(v + 1) * b];
+                let xv = &mut xh[v * p..(v + 1) * p];
+                if prog {
+                    sums[v] = xv[..b].iter().sum();
+                }
+                if q8 {
+                    let m = xv[..b].iter().fold(0f32, |a, &t| a.max(t.abs()));
+                    let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+                    qscale[v] = s;
+                    let qv = |t: f32| ((t / s).round().clamp(-127.0, 127.0) as i16 as u16) as u32;
+                    for (mi, pr) in pairs[v * p / 2..(v + 1) * p / 2].iter_mut().enumerate() {
+                        *pr = qv(xv[2 * mi]) | (qv(xv[2 * mi + 1]) << 16);
                     }
-                    if q8 {
-                        let m = xv[..b].iter().fold(0f32, |a, &t| a.max(t.abs()));
-                        let s = if m > 0.0 { m / 127.0 } else { 1.0 };
-                        qscale[v] = s;
-                        let qv = |t: f32| ((t / s).round().clamp(-127.0, 127.0) as i16 as u16) as u32;
-                        for (mi, pr) in pairs[v * p / 2..(v + 1) * p / 2].iter_mut().enumerate() {
-                            *pr = qv(xv[2 * mi]) | (qv(xv[2 * mi + 1]) << 16);
-                        }
-                    }
-                    if has_params {
-                        for rk in 0..2 {
-                            let eb = &self.edge[col_kind + 2 * rk];
-                            for k in 0..N_PARAMS {
-                                let plane = eb.plane(k, b);
-                                for r in 0..b {
-                                    proj[((rk * nb + v) * N_PARAMS + k) * b + r] =
-                                        simd::dot_f32(self.isa, &plane[r * b..(r + 1) * b], &xb);
-                                }
+                }
+                if has_params {
+                    for rk in 0..2 {
+                        let eb = &self.edge[col_kind + 2 * rk];
+                        for k in 0..N_PARAMS {
+                            let plane = eb.plane(k, b);
+                            for r in 0..b {
+                                proj[((rk * nb + v) * N_PARAMS + k) * b + r] =
+                                    simd::dot_f32(self.isa, &plane[r * b..(r + 1) * b], xb);
                             }
                         }
                     }
                 }
-                Col { xh, sums, pairs, qscale, proj }
-            })
-            .collect();
+            }
+            Col { xh, sums, pairs, qscale, proj }
+        };
+        // Input preparation is small next to the block products: below about half a million
+        // multiply-adds it runs on the calling thread, saving a fork-join (and a wake-up) per call.
+        let prep_work = nb * bc_n * b * b * if has_params { 17 } else { 1 };
+        let cols: Vec<Col> = if prep_work < (1 << 19) {
+            (0..bc_n).map(prep).collect()
+        } else {
+            (0..bc_n).into_par_iter().map(prep).collect()
+        };
         let t_in = t0.elapsed().as_nanos() as u64;
-        let out: Vec<Vec<f32>> = (0..br_n)
-            .into_par_iter()
-            .map(|br| {
-                let t1 = Instant::now();
-                let mut yh = vec![0f32; nb * b];
-                let mut scales = vec![0f32; nb];
-                let mut unpacked = 0u64;
-                for (bc, col) in cols.iter().enumerate() {
-                    let idx = br * bc_n + bc;
-                    match &self.blocks[idx] {
-                        Blk::Dense { main, lo, lo_bits, step, out_start, out_len } => {
-                            let lo_scale = (1u32 << lo_bits) as f32;
-                            if q8 {
-                                for (s, qs) in scales.iter_mut().zip(&col.qscale) {
-                                    *s = step * qs;
-                                }
-                                let job = PlaneQ8 {
-                                    words: &self.words[main.1 as usize..],
-                                    shape: main.0,
-                                    pairs: &col.pairs,
-                                    pstride: p / 2,
-                                    scales: &scales,
-                                };
-                                simd::plane_q8(self.isa, &job, &mut yh, b);
-                            } else {
+        let out: Vec<Vec<f32>> = par_rows(br_n, nb * br_n * bc_n * b * b, |br| {
+            let t1 = Instant::now();
+            let mut yh = vec![0f32; nb * b];
+            let mut scales = vec![0f32; nb];
+            let mut unpacked = 0u64;
+            for (bc, col) in cols.iter().enumerate() {
+                let idx = br * bc_n + bc;
+                if let Some(ahead) = self.blocks.get(idx + PREFETCH_BLOCKS) {
+                    self.prefetch(ahead);
+                }
+                match &self.blocks[idx] {
+                    Blk::Dense { main, lo, lo_bits, step, out_start, out_len } => {
+                        let lo_scale = (1u32 << lo_bits) as f32;
+                        if q8 {
+                            for (s, qs) in scales.iter_mut().zip(&col.qscale) {
+                                *s = step * qs;
+                            }
+                            let job = PlaneQ8 {
+                                words: &self.words[main.1 as usize..],
+                                shape: main.0,
+                                pairs: &col.pairs,
+                                pstride: p / 2,
+                                scales: &scales,
+                            };
+                            simd::plane_q8(self.isa, &job, &mut yh, b);
+                        } else {
+                            let job = PlaneF32 {
+                                words: &self.words[main.1 as usize..],
+                                shape: main.0,
+                                xs: &col.xh,
+                                xstride: p,
+                                nb,
+                                scale: step * lo_scale,
+                            };
+                            simd::plane_f32(self.isa, &job, &mut yh, b);
+                        }
+                        unpacked += (b * b) as u64;
+                        if let Some((sh, off)) = lo {
+                            let full = self.mode == DecodeMode::Progressive(Precision::Full);
+                            if full {
                                 let job = PlaneF32 {
-                                    words: &self.words[main.1 as usize..],
-                                    shape: main.0,
+                                    words: &self.words[*off as usize..],
+                                    shape: *sh,
                                     xs: &col.xh,
                                     xstride: p,
                                     nb,
-                                    scale: step * lo_scale,
+                                    scale: *step,
                                 };
                                 simd::plane_f32(self.isa, &job, &mut yh, b);
+                                unpacked += (b * b) as u64;
                             }
-                            unpacked += (b * b) as u64;
-                            if let Some((sh, off)) = lo {
-                                let full = self.mode == DecodeMode::Progressive(Precision::Full);
-                                if full {
-                                    let job = PlaneF32 {
-                                        words: &self.words[*off as usize..],
-                                        shape: *sh,
-                                        xs: &col.xh,
-                                        xstride: p,
-                                        nb,
-                                        scale: *step,
-                                    };
-                                    simd::plane_f32(self.isa, &job, &mut yh, b);
-                                    unpacked += (b * b) as u64;
-                                }
-                                let mid = if full { (lo_scale / 2.0) * step } else { (lo_scale - 1.0) / 2.0 * step };
-                                for v in 0..nb {
-                                    let c = mid * col.sums[v];
-                                    yh[v * b..(v + 1) * b].iter_mut().for_each(|t| *t += c);
-                                }
-                            }
-                            for &(pos, val) in &self.outliers[*out_start as usize..(*out_start + *out_len) as usize] {
-                                let (i, j) = (usize::from(pos) / b, usize::from(pos) % b);
-                                let wv = step * f32::from(val);
-                                for v in 0..nb {
-                                    yh[v * b + i] += wv * col.xh[v * p + j];
-                                }
+                            let mid = if full { (lo_scale / 2.0) * step } else { (lo_scale - 1.0) / 2.0 * step };
+                            for v in 0..nb {
+                                let c = mid * col.sums[v];
+                                yh[v * b..(v + 1) * b].iter_mut().for_each(|t| *t += c);
                             }
                         }
-                        Blk::Sparse { start, k, scale, mask, vals } => {
-                            unpacked += u64::from(*k);
-                            if self.mode == DecodeMode::SparseMask {
-                                let masks = &self.masks[*mask as usize..*mask as usize + b];
-                                let values = &self.mask_vals[*vals as usize..(*vals + *k) as usize];
-                                for v in 0..nb {
-                                    let xv = &col.xh[v * p..v * p + b];
-                                    let mut at = 0;
-                                    for (i, &m0) in masks.iter().enumerate() {
-                                        let mut m = m0;
-                                        let mut acc = 0f32;
-                                        while m != 0 {
-                                            let j = m.trailing_zeros() as usize;
-                                            acc += values[at] * xv[j];
-                                            at += 1;
-                                            m &= m - 1;
-                                        }
-                                        yh[v * b + i] += acc;
+                        for &(pos, val) in &self.outliers[*out_start as usize..(*out_start + *out_len) as usize] {
+                            let (i, j) = (usize::from(pos) / b, usize::from(pos) % b);
+                            let wv = step * f32::from(val);
+                            for v in 0..nb {
+                                yh[v * b + i] += wv * col.xh[v * p + j];
+                            }
+                        }
+                    }
+                    Blk::Sparse { start, k, scale, mask, vals } => {
+                        unpacked += u64::from(*k);
+                        if self.mode == DecodeMode::SparseMask {
+                            let masks = &self.masks[*mask as usize..*mask as usize + b];
+                            let values = &self.mask_vals[*vals as usize..(*vals + *k) as usize];
+                            for v in 0..nb {
+                                let xv = &col.xh[v * p..v * p + b];
+                                let mut at = 0;
+                                for (i, &m0) in masks.iter().enumerate() {
+                                    let mut m = m0;
+                                    let mut acc = 0f32;
+                                    while m != 0 {
+                                        let j = m.trailing_zeros() as usize;
+                                        acc += values[at] * xv[j];
+                                        at += 1;
+                                        m &= m - 1;
                                     }
+                                    yh[v * b + i] += acc;
                                 }
-                            } else {
-                                let eb = self.cfg.layout.entry_bytes();
-                                let bytes = &self.sparse_bytes[*start as usize..*start as usize + *k as usize * eb];
-                                for e in bytes.chunks_exact(eb) {
-                                    let (i, j, val) = self.entry(e, *scale);
-                                    for v in 0..nb {
-                                        yh[v * b + i] += val * col.xh[v * p + j];
-                                    }
+                            }
+                        } else {
+                            let eb = self.cfg.layout.entry_bytes();
+                            let bytes = &self.sparse_bytes[*start as usize..*start as usize + *k as usize * eb];
+                            for e in bytes.chunks_exact(eb) {
+                                let (i, j, val) = self.entry(e, *scale);
+                                for v in 0..nb {
+                                    yh[v * b + i] += val * col.xh[v * p + j];
                                 }
                             }
                         }
                     }
                 }
-                let t2 = Instant::now();
-                let mut y = vec![0f32; nb * b];
-                for v in 0..nb {
-                    self.tables.inverse(&yh[v * b..(v + 1) * b], &mut y[v * b..(v + 1) * b]);
-                }
-                if let Some(params) = &self.params_o {
-                    for (bc, col) in cols.iter().enumerate() {
-                        let theta = &params[br * bc_n + bc];
-                        for v in 0..nb {
-                            for (kk, &t) in theta.iter().enumerate() {
-                                if t != 0.0 {
-                                    let rk = usize::from(br == br_n - 1);
-                                    axpy(
-                                        t,
-                                        &col.proj[((rk * nb + v) * N_PARAMS + kk) * b..][..b],
-                                        &mut y[v * b..(v + 1) * b],
-                                    );
-                                }
+            }
+            let t2 = Instant::now();
+            let mut y = vec![0f32; nb * b];
+            self.tables.inverse_batch(self.isa, &yh, b, nb, &mut y, b);
+            if let Some(params) = &self.params_o {
+                for (bc, col) in cols.iter().enumerate() {
+                    let theta = &params[br * bc_n + bc];
+                    for v in 0..nb {
+                        for (kk, &t) in theta.iter().enumerate() {
+                            if t != 0.0 {
+                                let rk = usize::from(br == br_n - 1);
+                                axpy(
+                                    t,
+                                    &col.proj[((rk * nb + v) * N_PARAMS + kk) * b..][..b],
+                                    &mut y[v * b..(v + 1) * b],
+                                );
                             }
                         }
                     }
                 }
-                self.stats.add_multiply_ns(t2.duration_since(t1).as_nanos() as u64);
-                self.stats.add_transform_ns(t2.elapsed().as_nanos() as u64);
-                self.stats.add_unpacked(unpacked);
-                y
-            })
-            .collect();
+            }
+            self.stats.add_multiply_ns(t2.duration_since(t1).as_nanos() as u64);
+            self.stats.add_transform_ns(t2.elapsed().as_nanos() as u64);
+            self.stats.add_unpacked(unpacked);
+            y
+        });
         self.stats.add_transform_ns(t_in);
         let bb = (b * b) as u64;
         let n_blocks = (br_n * bc_n) as u64;
@@ -616,6 +626,26 @@ impl RbeLinear {
         };
         self.stats.add_decode_flops(nb as u64 * (2 * bb * (br_n + bc_n) as u64 + base));
         out
+    }
+
+    /// Prefetches the resident bytes a direct-mode product reads for `blk`.
+    #[inline]
+    fn prefetch(&self, blk: &Blk) {
+        match blk {
+            Blk::Dense { main, lo, .. } => {
+                let (sh, off) = main;
+                simd::prefetch(&self.words[*off as usize..][..sh.words()]);
+                if let Some((sh, off)) = lo
+                    && self.mode == DecodeMode::Progressive(Precision::Full)
+                {
+                    simd::prefetch(&self.words[*off as usize..][..sh.words()]);
+                }
+            }
+            Blk::Sparse { start, k, .. } => {
+                let eb = self.cfg.layout.entry_bytes();
+                simd::prefetch(&self.sparse_bytes[*start as usize..][..*k as usize * eb]);
+            }
+        }
     }
 
     /// Reads one sparse entry: `(row, col, value)`. Entries were validated when the tensor loaded.
@@ -712,19 +742,19 @@ impl RbeLinear {
                 self.input_block(x, v, bc, &mut xp[(bc * nb + v) * b..(bc * nb + v + 1) * b]);
             }
         }
-        let out = (0..br_n)
-            .into_par_iter()
-            .map(|br| {
-                let blocks = self.row_blocks(br);
-                let t = Instant::now();
-                let mut y = vec![0f32; nb * b];
-                for (bc, blk) in blocks.iter().enumerate() {
-                    simd::cols_f32(self.isa, blk, b, &xp[bc * nb * b..], b, nb, &mut y, b);
+        let out = par_rows(br_n, nb * br_n * bc_n * b * b, |br| {
+            let blocks = self.row_blocks(br);
+            let t = Instant::now();
+            let mut y = vec![0f32; nb * b];
+            for (bc, blk) in blocks.iter().enumerate() {
+                if let Some(next) = blocks.get(bc + 1) {
+                    simd::prefetch(next);
                 }
-                self.stats.add_multiply_ns(t.elapsed().as_nanos() as u64);
-                y
-            })
-            .collect();
+                simd::cols_f32(self.isa, blk, b, &xp[bc * nb * b..], b, nb, &mut y, b);
+            }
+            self.stats.add_multiply_ns(t.elapsed().as_nanos() as u64);
+            y
+        });
         self.stats.add_multiply_flops(2 * (b * b * br_n * bc_n * nb) as u64);
         Ok(out)
     }
@@ -847,6 +877,18 @@ impl RbeLinear {
             }
         }
         Ok(x)
+    }
+}
+
+/// `f(0..n)` in order, over the current rayon pool unless the product is small (`work`
+/// multiply-adds below about a quarter million): then on the calling thread, which saves the
+/// fork-join and the wake-ups that dominate small layers. Each item is computed the same way
+/// either way, so results do not depend on the choice.
+fn par_rows<T: Send>(n: usize, work: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    if work < (1 << 18) || rayon::current_num_threads() == 1 {
+        (0..n).map(f).collect()
+    } else {
+        (0..n).into_par_iter().map(f).collect()
     }
 }
 

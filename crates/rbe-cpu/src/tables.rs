@@ -1,6 +1,7 @@
 //! Per-block-size tables shared by every layer of the process: the 1-D transform matrix `M`
 //! (and its transpose) in f32, and the eight RBE basis planes in f32.
 
+use crate::simd::{self, Isa};
 use rbe_format::Transform;
 use rbe_format::basis::{BasisTable, N_PARAMS};
 use rbe_format::transform::transform_matrix;
@@ -75,6 +76,18 @@ impl Tables {
                 axpy(yk, &self.m[k * b..(k + 1) * b], &mut out[..b]);
             }
         }
+    }
+
+    /// `out[v] += M xs[v]` for `nb` inputs (`xstride` apart, `b` values each) into outputs
+    /// `ostride` apart, through the run-time dispatched block kernel ([`crate::simd::cols_f32`]).
+    pub fn forward_batch(&self, isa: Isa, xs: &[f32], xstride: usize, nb: usize, out: &mut [f32], ostride: usize) {
+        // `M x = sum_n x[n] * column n of M`, and column n of M is row n of `M^T`.
+        simd::cols_f32(isa, &self.mt, self.block, xs, xstride, nb, out, ostride);
+    }
+
+    /// `out[v] += M^T ys[v]` for `nb` inputs, like [`Tables::forward_batch`].
+    pub fn inverse_batch(&self, isa: Isa, ys: &[f32], ystride: usize, nb: usize, out: &mut [f32], ostride: usize) {
+        simd::cols_f32(isa, &self.m, self.block, ys, ystride, nb, out, ostride);
     }
 
     /// Orthonormal plane `l`.

@@ -132,9 +132,10 @@ fn wide_widths_and_outliers_are_exact() {
 
 #[test]
 fn results_are_identical_for_any_thread_count() {
-    let t = encode(200, 130, 32, Transform::Dct, ParamsPrecision::F16, true, 0.05);
+    // Large enough (> 0.25 M multiply-adds per call) that the parallel row split really runs.
+    let t = encode(600, 530, 32, Transform::Dct, ParamsPrecision::F16, true, 0.05);
     let mut r = rng(3);
-    let x: Vec<f32> = (0..2 * 130).map(|_| r()).collect();
+    let x: Vec<f32> = (0..2 * 530).map(|_| r()).collect();
     for mode in MODES {
         let layer = RbeLinear::new(&t, None, mode).expect("builds");
         let run = |n: usize| {

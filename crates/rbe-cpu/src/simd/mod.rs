@@ -180,3 +180,25 @@ pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
         _ => generic::dot_f32(&a[..n], &b[..n]),
     }
 }
+
+/// Asks the CPU to bring `data` into its L2 cache ahead of use (one `prefetcht1` per 64-byte
+/// line); no effect on results. The products issue it for blocks a few places ahead, so weights
+/// stream from DRAM while the current block is multiplied (the hardware prefetchers stop at 4 KiB
+/// page boundaries). Measured on the 4096x4096 bench: L2 (`T1`) beats L1 (`T0`) hints, which
+/// occupy the L1 fill buffers the kernel's own loads need, and `NTA` is far slower.
+#[inline]
+pub fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let bytes = std::mem::size_of_val(data);
+        let p = data.as_ptr() as *const i8;
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: a prefetch is only a hint and never faults; the address lies inside `data`.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.add(off)) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
