@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Skip candle's baselines (quicker runs while tuning).
     #[arg(long)]
     pub no_candle: bool,
+    /// Backend: `cpu` (every CPU mode against dense and candle) or `gpu` (wgpu: `gpu_dense_f32`,
+    /// `gpu_dct_direct`, `gpu_decode` on the chosen adapter; `RBE_WGPU_ADAPTER` picks it by name).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+    pub backend: String,
 }
 
 #[derive(Serialize, Clone)]
@@ -168,6 +172,9 @@ fn bench(a: &BenchArgs) -> Result<()> {
     let y_dec = gemm_f64(&decoded, rows, cols, &x, nb);
     let y_orig = gemm_f64(reference_w, rows, cols, &x, nb);
     let secs = a.seconds;
+    if a.backend == "gpu" {
+        return bench_gpu(a, &tensor, &x, &y_dec, nb);
+    }
     let mut results = Vec::new();
 
     // dense f32
@@ -411,6 +418,53 @@ fn gemm_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], nb: usize, y: &mut [
             if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
         );
     }
+}
+
+/// `--backend gpu`: the same report, methods prefixed `gpu_`; weights stay resident in device memory
+/// (`cache` is `hot`), and every method's error is checked against the f64 product of the decoded
+/// weights.
+fn bench_gpu(a: &BenchArgs, tensor: &EncodedTensor, x: &[f32], y_dec: &[f64], nb: usize) -> Result<()> {
+    let ctx = rbe_gpu::GpuContext::new()?;
+    let iters = ((a.seconds * 50.0) as usize).clamp(5, 200);
+    let timings = rbe_gpu::bench::run(&ctx, tensor, nb, iters)?;
+    let decoded = tensor.decode()?;
+    let mut results = Vec::new();
+    for t in timings {
+        let y = match t.method {
+            "gpu_dense_f32" => rbe_gpu::GpuDense::new(&ctx, tensor.name(), &decoded, tensor.rows(), tensor.cols())?
+                .forward_batch(x, nb)?,
+            "gpu_decode" => {
+                rbe_gpu::GpuLinear::new(&ctx, tensor, None, rbe_gpu::GpuMode::Decode)?.forward_batch(x, nb)?
+            }
+            _ => rbe_gpu::GpuLinear::new(&ctx, tensor, None, rbe_gpu::GpuMode::DctDirect)?.forward_batch(x, nb)?,
+        };
+        results.push(Row {
+            method: t.method.to_owned(),
+            cache: "hot",
+            median_us: t.seconds * 1e6,
+            max_rel_err: max_rel_err(&y, y_dec),
+            bytes_read: t.weight_bytes,
+            note: Some(format!("{:.1} GB/s effective on {}", t.effective_gbps, ctx.adapter_name())),
+        });
+    }
+    let report = Report {
+        shape: [tensor.rows(), tensor.cols()],
+        threads: rayon::current_num_threads(),
+        batch: nb,
+        rbe_isa: "gpu",
+        candle_avx2_build: cfg!(target_feature = "avx2"),
+        stream_bytes: tensor.runtime_bytes() + 4,
+        resident_bytes: tensor.runtime_bytes(),
+        rel_rmse: tensor.desc().rel_rmse,
+        results,
+        cache_study: Vec::new(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
 }
 
 fn print_table(r: &Report) {
