@@ -86,20 +86,7 @@ fn finished_shard(out_path: &Path, shard: &Shard, record: &str) -> Option<Vec<Te
                 if v.data[..] != t.data[..] {
                     return None;
                 }
-                reports.push(TensorReport {
-                    name: t.name.clone(),
-                    shape: t.shape.clone(),
-                    compressed: false,
-                    stream_bytes: v.data.len() as u64,
-                    raw_stream_bytes: v.data.len() as u64,
-                    bpw: 8.0 * v.data.len() as f64 / t.elements().max(1) as f64,
-                    rmse: None,
-                    rel_rmse: None,
-                    k_mean: None,
-                    blocks_sparse: None,
-                    blocks_dense: None,
-                    file: out_path.to_owned(),
-                });
+                reports.push(TensorReport::verbatim(t, out_path));
             }
         }
     }
@@ -134,6 +121,27 @@ pub struct TensorReport {
     /// Output file holding it.
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+impl TensorReport {
+    /// The report of a tensor copied verbatim into `file`.
+    fn verbatim(t: &SourceTensor, file: &Path) -> Self {
+        let bytes = t.data.len() as u64;
+        TensorReport {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            compressed: false,
+            stream_bytes: bytes,
+            raw_stream_bytes: bytes,
+            bpw: 8.0 * bytes as f64 / t.elements().max(1) as f64,
+            rmse: None,
+            rel_rmse: None,
+            k_mean: None,
+            blocks_sparse: None,
+            blocks_dense: None,
+            file: file.to_owned(),
+        }
+    }
 }
 
 /// Totals over the compressed tensors.
@@ -276,20 +284,7 @@ pub fn encode_model(
                 // Verbatim tensors are copied bit-exact, whatever they hold.
                 writer.add_verbatim(&t.name, &t.dtype, &t.shape, &t.data)?;
                 t.release_pages();
-                TensorReport {
-                    name: t.name.clone(),
-                    shape: t.shape.clone(),
-                    compressed: false,
-                    stream_bytes: t.data.len() as u64,
-                    raw_stream_bytes: t.data.len() as u64,
-                    bpw: 8.0 * t.data.len() as f64 / t.elements().max(1) as f64,
-                    rmse: None,
-                    rel_rmse: None,
-                    k_mean: None,
-                    blocks_sparse: None,
-                    blocks_dense: None,
-                    file: out_path.clone(),
-                }
+                TensorReport::verbatim(t, &out_path)
             };
             done += t.elements() as u64;
             progress(&report, done, total);

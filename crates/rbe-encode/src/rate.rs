@@ -3,7 +3,7 @@
 
 use rbe_format::coded::zigzag;
 use rbe_format::entropy::token::UintTokenizer;
-use rbe_format::{BlockConfig, SparseResidual, ValueCodec};
+use rbe_format::{BlockConfig, ValueCodec};
 
 /// The tokenizer the format's coder uses for zigzagged values (keep in step with `rbe_format::coded`).
 const MAGNITUDE: UintTokenizer = UintTokenizer::new(5, 3);
@@ -52,28 +52,6 @@ impl RateModel {
                 .iter()
                 .filter(|&&v| v != 0)
                 .map(|&v| self.nonzero[usize::from(MAGNITUDE.token(zigzag(i32::from(v))).0)])
-                .sum(),
-            ValueCodec::Q9s => 10.0 * k,
-            ValueCodec::MuLaw8 => 8.0 * k,
-        };
-        k * gap_bits + value_bits
-    }
-
-    /// Estimated bits of a sparse residual: coordinate gaps (geometric) plus values.
-    pub fn sparse_bits(&self, s: &SparseResidual, cfg: &BlockConfig) -> f64 {
-        let k = s.coefficients.len() as f64;
-        if k == 0.0 {
-            return 0.0;
-        }
-        let p = (k / cfg.block_area() as f64).min(0.999_999);
-        let gap_bits = (-(1.0 - p) * (1.0 - p).log2() - p * p.log2()) / p;
-        let value_bits: f64 = match cfg.values {
-            ValueCodec::F32 => 32.0 * k,
-            ValueCodec::F16 => 16.0 * k,
-            ValueCodec::Q16 => s
-                .coefficients
-                .iter()
-                .map(|c| self.nonzero[usize::from(MAGNITUDE.token(zigzag(i32::from(c.field as u16 as i16))).0)])
                 .sum(),
             // Narrow codecs: about their field width.
             ValueCodec::Q9s => 10.0 * k,
