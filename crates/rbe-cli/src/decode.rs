@@ -130,7 +130,33 @@ fn decode_file(
         out.metadata(key, value.clone());
     }
     let (mut decoded, mut copied) = (0usize, 0usize);
+    // On a terminal: bytes of the stored file processed, with rate and ETA.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let total: u64 = file
+            .entries()
+            .iter()
+            .map(|(_, e)| match e {
+                Entry::Compressed { stream, .. } => stream.len() as u64,
+                Entry::Verbatim(v) => v.data.len() as u64,
+            })
+            .sum();
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta}) {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
     for (name, entry) in file.entries() {
+        if let Some(b) = &bar {
+            b.set_message(name.clone());
+            b.inc(match entry {
+                Entry::Compressed { stream, .. } => stream.len() as u64,
+                Entry::Verbatim(v) => v.data.len() as u64,
+            });
+        }
         match entry {
             Entry::Compressed { desc, .. } => {
                 let shape = desc.shape.iter().map(|&d| usize::try_from(d)).collect::<Result<Vec<usize>, _>>().map_err(
@@ -155,6 +181,9 @@ fn decode_file(
                 copied += 1;
             }
         }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
     }
     out.finish().map_err(|e| file_error(output, e))?;
     Ok((decoded, copied))
