@@ -96,23 +96,13 @@ struct Report {
 
 const COLD_BYTES: usize = 1 << 30;
 
-/// Seeded N(0, 0.05) weights (Box-Muller over a 64-bit LCG).
+/// Seeded N(0, 0.05) weights.
 fn synthetic(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    let mut uni = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    (0..rows * cols)
-        .map(|_| {
-            let (u, v) = (uni(), uni());
-            (0.05 * (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
-        })
-        .collect()
+    rbe_encode::synthetic::noise_matrix(rows, cols, seed, 0.05)
 }
 
 fn encode_synthetic(rows: usize, cols: usize, rel: f64) -> Result<(EncodedTensor, Vec<f32>)> {
-    let data = synthetic(rows, cols, 0x5EED ^ (rows * 131 + cols) as u64);
+    let data = synthetic(rows, cols, rbe_encode::synthetic::seed_for(rows, cols));
     let settings = EncodeSettings { target: Target::RelRmse(rel), profile: None, ..EncodeSettings::default() };
     let out = encode_tensor("synthetic", &data, &[rows, cols], "F32", &settings).map_err(|e| anyhow!("{e}"))?;
     Ok((out.tensor, data))

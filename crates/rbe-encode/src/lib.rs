@@ -14,6 +14,7 @@ pub mod profile;
 pub mod rate;
 pub mod settings;
 pub mod source;
+pub mod synthetic;
 pub mod tensor;
 
 pub use error::EncodeError;

@@ -1,0 +1,22 @@
+//! Seeded noise-like weights, ~N(0, std^2) (Box-Muller over a 64-bit LCG): the matrices
+//! `rbe bench --synthetic` and the criterion benches measure, identical on every machine.
+
+/// `rows * cols` seeded Gaussian weights with standard deviation `std`, row-major.
+pub fn noise_matrix(rows: usize, cols: usize, seed: u64, std: f64) -> Vec<f32> {
+    let mut s = seed;
+    let mut uni = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..rows * cols)
+        .map(|_| {
+            let (u, v) = (uni(), uni());
+            (std * (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+        })
+        .collect()
+}
+
+/// The seed the benches derive from a shape, so a shape always gets the same matrix.
+pub fn seed_for(rows: usize, cols: usize) -> u64 {
+    0x5EED ^ (rows * 131 + cols) as u64
+}
