@@ -10,6 +10,7 @@
 //! never writes files; it knows nothing of encoders or GPUs.
 #![deny(missing_docs)]
 
+pub mod base;
 pub mod dense;
 pub mod error;
 pub mod linear;

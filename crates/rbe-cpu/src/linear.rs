@@ -8,11 +8,12 @@
 //! every block of that column. Work is split over block rows with rayon; each block row is summed
 //! in one fixed order, so results are bit-identical for any thread count.
 
+use crate::base::{InputProjection, Orientation};
 use crate::error::CpuError;
 use crate::pack::{PackShape, extract, fits, pack_plane, unpack_plane};
-use crate::simd::{self, Isa, PlaneF32, PlaneQ8};
+use crate::simd::{self, Isa, PlaneF32, PlaneI16};
 use crate::stats::{LayerStats, StatsSnapshot};
-use crate::tables::{EdgeBasis, Tables, axpy};
+use crate::tables::{Tables, axpy};
 use half::f16;
 use lru::LruCache;
 use rayon::prelude::*;
@@ -92,7 +93,10 @@ enum Blk {
 }
 
 /// How many blocks ahead of the one being multiplied the direct modes prefetch (a 5-bit 64x64
-/// block is 2.8 KB, so about 22 KB ahead; measured best of 1, 2, 4 and 8).
+/// block is 2.8 KB, so about 22 KB ahead). Dense planes are prefetched by the kernels, one line
+/// per line they read, spread through the product; a burst of prefetches per block stalls on the
+/// core's fill buffers (measured on the 4096x4096 bench, 2 threads: cold 702 -> 577 us, hot
+/// 521 -> 428 us; 4, 8, 16 and 32 blocks ahead within noise of each other).
 const PREFETCH_BLOCKS: usize = 8;
 
 /// Sizes used to pad transformed inputs: any packed plane reads at most `b + 32` values.
@@ -117,10 +121,6 @@ pub struct RbeLinear {
     masks: Vec<u64>,
     mask_vals: Vec<f32>,
     params: Option<Vec<[f32; N_PARAMS]>>,
-    /// The same bases over the orthonormalised planes of each block's valid extent (direct modes).
-    params_o: Option<Vec<[f32; N_PARAMS]>>,
-    /// Orthonormal bases: full, last column, last row, corner.
-    edge: [Arc<EdgeBasis>; 4],
     bias: Option<Vec<f32>>,
     mulaw: [f32; 128],
     cache: Mutex<LruCache<usize, Arc<[f32]>>>,
@@ -241,12 +241,6 @@ impl RbeLinear {
             }
         }
         let tables = Tables::shared(b, cfg.transform);
-        // Orthonormal bases per valid extent: full blocks, last block row, last column, corner.
-        let (gr, gc) = tensor.grid();
-        let (eh, ew) = (rows - (gr - 1) * b, cols - (gc - 1) * b);
-        let edge = [(b, b), (b, ew), (eh, b), (eh, ew)].map(|(h, w)| EdgeBasis::shared(b, h, w));
-        let kind_of = |i: usize| usize::from(i % gc == gc - 1) + 2 * usize::from(i / gc == gr - 1);
-        let params_o = params.as_ref().map(|p| p.iter().enumerate().map(|(i, t)| edge[kind_of(i)].params(t)).collect());
         let cache_blocks = tensor.desc().cache_blocks.max(1);
         let cache = Mutex::new(LruCache::new(NonZeroUsize::new(cache_blocks).unwrap_or(NonZeroUsize::MIN)));
         Ok(RbeLinear {
@@ -265,8 +259,6 @@ impl RbeLinear {
             masks,
             mask_vals,
             params,
-            params_o,
-            edge,
             bias,
             mulaw,
             cache,
@@ -438,7 +430,7 @@ impl RbeLinear {
             sums: Vec<f32>,
             pairs: Vec<u32>,
             qscale: Vec<f32>,
-            proj: Vec<f32>,
+            proj: Vec<InputProjection>,
         }
         let prep = |bc: usize| {
             let mut xbs = vec![0f32; nb * b];
@@ -450,12 +442,9 @@ impl RbeLinear {
             let mut sums = vec![0f32; if prog { nb } else { 0 }];
             let mut pairs = vec![0u32; if q8 { nb * p / 2 } else { 0 }];
             let mut qscale = vec![0f32; if q8 { nb } else { 0 }];
-            // Base projections for the two row kinds (interior block rows, last block row).
-            let mut proj = vec![0f32; if has_params { 2 * nb * N_PARAMS * b } else { 0 }];
-            let col_kind = usize::from(bc == bc_n - 1);
+            let mut proj = Vec::with_capacity(if has_params { nb } else { 0 });
             for v in 0..nb {
-                let xb = &xbs[v * b..(v + 1) * b];
-                let xv = &mut xh[v * p..(v + 1) * p];
+                let xv = &xh[v * p..(v + 1) * p];
                 if prog {
                     sums[v] = xv[..b].iter().sum();
                 }
@@ -469,29 +458,21 @@ impl RbeLinear {
                     }
                 }
                 if has_params {
-                    for rk in 0..2 {
-                        let eb = &self.edge[col_kind + 2 * rk];
-                        for k in 0..N_PARAMS {
-                            let plane = eb.plane(k, b);
-                            for r in 0..b {
-                                proj[((rk * nb + v) * N_PARAMS + k) * b + r] =
-                                    simd::dot_f32(self.isa, &plane[r * b..(r + 1) * b], xb);
-                            }
-                        }
-                    }
+                    proj.push(self.tables.base.project(self.isa, &xbs[v * b..(v + 1) * b]));
                 }
             }
             Col { xh, sums, pairs, qscale, proj }
         };
         // Input preparation is small next to the block products: below about half a million
         // multiply-adds it runs on the calling thread, saving a fork-join (and a wake-up) per call.
-        let prep_work = nb * bc_n * b * b * if has_params { 17 } else { 1 };
+        let prep_work = nb * bc_n * b * b * if has_params { 2 } else { 1 };
         let cols: Vec<Col> = if prep_work < (1 << 19) {
             (0..bc_n).map(prep).collect()
         } else {
             (0..bc_n).into_par_iter().map(prep).collect()
         };
         let t_in = t0.elapsed().as_nanos() as u64;
+        let q8_outs: Vec<usize> = (0..nb).collect();
         let out: Vec<Vec<f32>> = par_rows(br_n, nb * br_n * bc_n * b * b, |br| {
             let t1 = Instant::now();
             let mut yh = vec![0f32; nb * b];
@@ -499,9 +480,11 @@ impl RbeLinear {
             let mut unpacked = 0u64;
             for (bc, col) in cols.iter().enumerate() {
                 let idx = br * bc_n + bc;
-                if let Some(ahead) = self.blocks.get(idx + PREFETCH_BLOCKS) {
+                if let Some(ahead @ Blk::Sparse { .. }) = self.blocks.get(idx + PREFETCH_BLOCKS) {
                     self.prefetch(ahead);
                 }
+                // Dense planes: the kernels prefetch this far ahead in `words`, line by line.
+                let ahead = |sh: &PackShape| PREFETCH_BLOCKS * sh.words() * 4;
                 match &self.blocks[idx] {
                     Blk::Dense { main, lo, lo_bits, step, out_start, out_len } => {
                         let lo_scale = (1u32 << lo_bits) as f32;
@@ -509,14 +492,16 @@ impl RbeLinear {
                             for (s, qs) in scales.iter_mut().zip(&col.qscale) {
                                 *s = step * qs;
                             }
-                            let job = PlaneQ8 {
+                            let job = PlaneI16 {
                                 words: &self.words[main.1 as usize..],
                                 shape: main.0,
                                 pairs: &col.pairs,
                                 pstride: p / 2,
                                 scales: &scales,
+                                outs: &q8_outs,
+                                prefetch_ahead: ahead(&main.0),
                             };
-                            simd::plane_q8(self.isa, &job, &mut yh, b);
+                            simd::plane_i16(self.isa, &job, &mut yh, b);
                         } else {
                             let job = PlaneF32 {
                                 words: &self.words[main.1 as usize..],
@@ -525,6 +510,7 @@ impl RbeLinear {
                                 xstride: p,
                                 nb,
                                 scale: step * lo_scale,
+                                prefetch_ahead: ahead(&main.0),
                             };
                             simd::plane_f32(self.isa, &job, &mut yh, b);
                         }
@@ -539,6 +525,7 @@ impl RbeLinear {
                                     xstride: p,
                                     nb,
                                     scale: *step,
+                                    prefetch_ahead: ahead(sh),
                                 };
                                 simd::plane_f32(self.isa, &job, &mut yh, b);
                                 unpacked += (b * b) as u64;
@@ -593,21 +580,14 @@ impl RbeLinear {
             let t2 = Instant::now();
             let mut y = vec![0f32; nb * b];
             self.tables.inverse_batch(self.isa, &yh, b, nb, &mut y, b);
-            if let Some(params) = &self.params_o {
-                for (bc, col) in cols.iter().enumerate() {
-                    let theta = &params[br * bc_n + bc];
-                    for v in 0..nb {
-                        for (kk, &t) in theta.iter().enumerate() {
-                            if t != 0.0 {
-                                let rk = usize::from(br == br_n - 1);
-                                axpy(
-                                    t,
-                                    &col.proj[((rk * nb + v) * N_PARAMS + kk) * b..][..b],
-                                    &mut y[v * b..(v + 1) * b],
-                                );
-                            }
-                        }
+            if let Some(params) = &self.params {
+                for (v, yv) in y.chunks_exact_mut(b).enumerate() {
+                    let mut acc = self.tables.base.accumulator();
+                    for (bc, col) in cols.iter().enumerate() {
+                        let theta = &params[br * bc_n + bc];
+                        self.tables.base.accumulate(self.isa, Orientation::Forward, theta, &col.proj[v], &mut acc);
                     }
+                    self.tables.base.finish(self.isa, &acc, yv);
                 }
             }
             self.stats.add_multiply_ns(t2.duration_since(t1).as_nanos() as u64);

@@ -4,7 +4,7 @@
 
 use rbe_cpu::Isa;
 use rbe_cpu::pack::{PackShape, pack_plane};
-use rbe_cpu::simd::{self, PlaneF32};
+use rbe_cpu::simd::{self, PlaneF32, PlaneI16};
 use rbe_cpu::tables::Tables;
 use rbe_format::Transform;
 
@@ -51,7 +51,8 @@ fn packed_planes_match_the_oracle() {
                     .collect();
                 let ostride = b + 5;
                 let init: Vec<f32> = (0..nb * ostride).map(|_| r()).collect();
-                let job = PlaneF32 { words: &words, shape: sh, xs: &xs, xstride, nb, scale: 0.37 };
+                let job =
+                    PlaneF32 { words: &words, shape: sh, xs: &xs, xstride, nb, scale: 0.37, prefetch_ahead: 4096 };
                 let mut want = init.clone();
                 simd::plane_f32(Isa::Scalar, &job, &mut want, ostride);
                 for isa in Isa::available() {
@@ -62,6 +63,56 @@ fn packed_planes_match_the_oracle() {
                         assert_eq!(got[v * ostride + b..(v + 1) * ostride], init[v * ostride + b..(v + 1) * ostride]);
                     }
                     close(&got, &want, 1e-5, &format!("plane b={b} w={w} nb={nb} {isa:?}"));
+                }
+            }
+        }
+    }
+}
+
+/// The integer kernels (Q8 mode) against the scalar oracle: every width (table-permute and shift
+/// decodes), 1 to 9 streams (every compiled chunk of 4, 2 and 1), several streams per output.
+/// Integer sums are exact, so only the final f32 scaling may differ (FMA against mul + add).
+#[test]
+fn integer_planes_match_the_oracle() {
+    let mut r = rng(13);
+    for b in [8usize, 16, 32, 64] {
+        for w in 1..=16u32 {
+            let sh = PackShape::new(b, w);
+            let lim = 1i64 << (w - 1);
+            let q: Vec<i32> = (0..b * b).map(|_| (((r() + 0.5) * (2 * lim) as f32) as i64 - lim) as i32).collect();
+            let q: Vec<i32> = q.iter().map(|&v| v.clamp(-(lim as i32), lim as i32 - 1)).collect();
+            let mut words = Vec::new();
+            pack_plane(&q, &sh, &mut words);
+            let pairs_per = sh.groups * sh.slots / 2;
+            for streams in 1..=9usize {
+                let pstride = pairs_per + 1;
+                let qv = |t: f32| ((t * 254.0).round() as i16 as u16) as u32;
+                let pairs: Vec<u32> = (0..streams * pstride)
+                    .map(|i| if i % pstride < b / 2 { qv(r()) | (qv(r()) << 16) } else { 0 })
+                    .collect();
+                let scales: Vec<f32> = (0..streams).map(|_| r()).collect();
+                let outs: Vec<usize> = (0..streams).map(|t| t / 2).collect();
+                let ostride = b + 3;
+                let n_out = streams.div_ceil(2);
+                let init: Vec<f32> = (0..n_out * ostride).map(|_| r()).collect();
+                let job = PlaneI16 {
+                    words: &words,
+                    shape: sh,
+                    pairs: &pairs,
+                    pstride,
+                    scales: &scales,
+                    outs: &outs,
+                    prefetch_ahead: 4096,
+                };
+                let mut want = init.clone();
+                simd::plane_i16(Isa::Scalar, &job, &mut want, ostride);
+                for isa in Isa::available() {
+                    let mut got = init.clone();
+                    simd::plane_i16(isa, &job, &mut got, ostride);
+                    for o in 0..n_out {
+                        assert_eq!(got[o * ostride + b..(o + 1) * ostride], init[o * ostride + b..(o + 1) * ostride]);
+                    }
+                    close(&got, &want, 1e-5, &format!("i16 plane b={b} w={w} streams={streams} {isa:?}"));
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! Portable scalar kernels: the oracle for every SIMD path, and the fallback on other CPUs.
 
-use super::{PlaneF32, PlaneQ8};
+use super::{PlaneF32, PlaneI16};
 use crate::pack::extract;
 
 /// Scalar [`PlaneF32`].
@@ -26,12 +26,12 @@ pub fn plane_f32(job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) {
     }
 }
 
-/// Scalar [`PlaneQ8`] (exact integer sums).
-pub fn plane_q8(job: &PlaneQ8<'_>, out: &mut [f32], ostride: usize) {
+/// Scalar [`PlaneI16`] (exact integer sums).
+pub fn plane_i16(job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) {
     let sh = &job.shape;
     let b = sh.block;
-    for (v, &scale) in job.scales.iter().enumerate() {
-        let p = &job.pairs[v * job.pstride..];
+    for (t, (&scale, &o)) in job.scales.iter().zip(job.outs).enumerate() {
+        let p = &job.pairs[t * job.pstride..];
         for row in 0..b {
             let mut acc = 0i64;
             for cg in 0..sh.groups {
@@ -43,7 +43,7 @@ pub fn plane_q8(job: &PlaneQ8<'_>, out: &mut [f32], ostride: usize) {
                     acc += i64::from(extract(lane, sh.offset(s), sh.width)) * i64::from(qx);
                 }
             }
-            out[v * ostride + row] += scale * acc as f32;
+            out[o * ostride + row] += scale * acc as f32;
         }
     }
 }
@@ -75,4 +75,12 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         s += x * y;
     }
     s
+}
+
+/// Scalar `y += a * x` (f64, unfused).
+#[inline(always)]
+pub fn axpy_f64(a: f64, x: &[f64], y: &mut [f64]) {
+    for (yy, xx) in y.iter_mut().zip(x) {
+        *yy += a * xx;
+    }
 }

@@ -81,21 +81,32 @@ pub struct PlaneF32<'a> {
     pub nb: usize,
     /// Scale applied to the plane's integer products.
     pub scale: f32,
+    /// Bytes ahead of each lane read to prefetch (0: none). The kernels issue one prefetch per
+    /// cache line they read, spread through the product, for the plane that many bytes further
+    /// on in the layer's resident array (a hint: it never faults, whatever lies there).
+    pub prefetch_ahead: usize,
 }
 
-/// One dense plane times int16-paired quantised inputs:
-/// `out[v][i] += scale[v] * sum_j q[i][j] * qx[v][j]`, with `pairs[v][m] = qx[2m] | qx[2m+1] << 16`.
-pub struct PlaneQ8<'a> {
+/// One dense plane times integer inputs held as int16 pairs ("streams"), each lane decoded once
+/// for all streams: `out[outs[t]][i] += scales[t] * sum_j q[i][j] * p_t[j]`, with
+/// `pairs[t][m] = p_t[2m] | p_t[2m+1] << 16` (two's-complement halves). The integer sums are
+/// exact while they fit i32, which int8-range streams always do (`|q| <= 2^15`, `|p| <= 127`, at
+/// most `2 * b` terms per row).
+pub struct PlaneI16<'a> {
     /// The packed plane.
     pub words: &'a [u32],
     /// Its geometry.
     pub shape: PackShape,
-    /// `nb` pair arrays, `pstride` apart, each covering `groups * slots / 2` pairs.
+    /// One pair array per stream, `pstride` apart, each covering `groups * slots / 2` pairs.
     pub pairs: &'a [u32],
     /// Distance between pair arrays.
     pub pstride: usize,
-    /// Per-input scale (the block's step times the input's quantisation scale).
+    /// Per-stream scale applied to its integer sums.
     pub scales: &'a [f32],
+    /// Per-stream output index (several streams may add into one output).
+    pub outs: &'a [usize],
+    /// As [`PlaneF32::prefetch_ahead`].
+    pub prefetch_ahead: usize,
 }
 
 fn check_plane(words: usize, shape: &PackShape, xs_needed: usize, xs_len: usize, out_needed: usize, out_len: usize) {
@@ -126,25 +137,27 @@ pub fn plane_f32(isa: Isa, job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) 
     }
 }
 
-/// Runs [`PlaneQ8`] at `isa` for `scales.len()` inputs into `out`.
-pub fn plane_q8(isa: Isa, job: &PlaneQ8<'_>, out: &mut [f32], ostride: usize) {
+/// Runs [`PlaneI16`] at `isa` into `out` (outputs `ostride` apart).
+pub fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) {
     let sh = &job.shape;
-    let nb = job.scales.len();
-    if nb == 0 {
+    let streams = job.scales.len();
+    assert_eq!(streams, job.outs.len(), "one output index per stream");
+    if streams == 0 {
         return;
     }
+    let last_out = job.outs.iter().copied().max().unwrap_or(0);
     check_plane(
         job.words.len(),
         sh,
-        (nb - 1) * job.pstride + sh.groups * sh.slots / 2,
+        (streams - 1) * job.pstride + sh.groups * sh.slots / 2,
         job.pairs.len(),
-        (nb - 1) * ostride + sh.block,
+        last_out * ostride + sh.block,
         out.len(),
     );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::plane_q8(isa, job, out, ostride),
-        _ => generic::plane_q8(job, out, ostride),
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::plane_i16(isa, job, out, ostride),
+        _ => generic::plane_i16(job, out, ostride),
     }
 }
 
@@ -178,6 +191,17 @@ pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::dot_f32(isa, &a[..n], &b[..n]),
         _ => generic::dot_f32(&a[..n], &b[..n]),
+    }
+}
+
+/// `y += a * x` in f64 over `min(x.len(), y.len())` values. Element-wise with no fused
+/// multiply-add, so every ISA gives the scalar oracle's bits.
+pub fn axpy_f64(isa: Isa, a: f64, x: &[f64], y: &mut [f64]) {
+    let n = x.len().min(y.len());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::axpy_f64(isa, a, &x[..n], &mut y[..n]),
+        _ => generic::axpy_f64(a, &x[..n], &mut y[..n]),
     }
 }
 

@@ -2,7 +2,7 @@
 //! batch chunk `NB` (const generics, so field offsets become immediate shifts). Callers in
 //! [`super`] check buffer lengths and the CPU's features before any of these run.
 
-use super::{Isa, PlaneF32, PlaneQ8};
+use super::{Isa, PlaneF32, PlaneI16};
 use std::arch::x86_64::*;
 
 /// Batch chunks the kernels are compiled for.
@@ -52,6 +52,7 @@ struct Args {
     out: *mut f32,
     ostride: usize,
     scale: f32,
+    prefetch_ahead: usize,
 }
 
 pub(super) fn plane_f32(isa: Isa, job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) {
@@ -69,6 +70,8 @@ pub(super) fn plane_f32(isa: Isa, job: &PlaneF32<'_>, out: &mut [f32], ostride: 
             out: out[v0 * ostride..].as_mut_ptr(),
             ostride,
             scale: job.scale,
+            // Only the first batch chunk prefetches: later chunks read the same plane.
+            prefetch_ahead: if v0 == 0 { job.prefetch_ahead } else { 0 },
         };
         // SAFETY: `super::plane_f32` checked that `words` holds the plane, that every one of the
         // `nb` inputs holds `groups * slots` values and every output `b`; the ISA was checked
@@ -140,6 +143,11 @@ unsafe fn f32_512<const W: u32, const NB: usize, const RC: usize>(a: Args) {
             for (r, w) in wv.iter_mut().enumerate() {
                 // SAFETY: see `base`.
                 *w = unsafe { _mm512_loadu_si512(base.add(16 * r) as *const __m512i) };
+                if a.prefetch_ahead != 0 {
+                    let ahead = (base.wrapping_add(16 * r) as *const i8).wrapping_add(a.prefetch_ahead);
+                    // A prefetch never faults; the address is only a hint.
+                    _mm_prefetch::<_MM_HINT_T1>(ahead);
+                }
             }
             for s in 0..slots {
                 let off = 16 * (s as u32 & 1) + W * (s as u32 >> 1);
@@ -190,7 +198,13 @@ unsafe fn f32_256<const W: u32, const NB: usize>(a: Args) {
         let mut acc = [[_mm256_setzero_ps(); 4]; NB];
         for cg in 0..a.groups {
             // SAFETY: lane `cg * b + rc * 8 .. + 8` lies inside the plane.
-            let wv = unsafe { _mm256_loadu_si256(a.words.add(cg * a.b + rc * 8) as *const __m256i) };
+            let lane = unsafe { a.words.add(cg * a.b + rc * 8) };
+            // SAFETY: as above.
+            let wv = unsafe { _mm256_loadu_si256(lane as *const __m256i) };
+            // One prefetch per 64-byte line: every other 32-byte lane group.
+            if a.prefetch_ahead != 0 && rc % 2 == 0 {
+                _mm_prefetch::<_MM_HINT_T1>((lane as *const i8).wrapping_add(a.prefetch_ahead));
+            }
             for s in 0..slots {
                 let off = 16 * (s as u32 & 1) + W * (s as u32 >> 1);
                 let f = _mm256_sra_epi32(
@@ -221,114 +235,281 @@ unsafe fn f32_256<const W: u32, const NB: usize>(a: Args) {
     }
 }
 
-/// Raw arguments of a Q8 plane kernel for one input.
+/// Raw arguments of an int16-pair plane kernel for one chunk of `NP` streams.
 #[derive(Clone, Copy)]
-struct QArgs {
+struct IArgs {
     words: *const u32,
     b: usize,
     groups: usize,
+    /// Pair arrays of the chunk's streams, `pstride` apart.
     pairs: *const u32,
-    out: *mut f32,
-    scale: f32,
+    pstride: usize,
+    /// Output of each stream of the chunk (already offset by its index times the stride).
+    outs: [*mut f32; 4],
+    scales: [f32; 4],
+    prefetch_ahead: usize,
 }
 
-pub(super) fn plane_q8(isa: Isa, job: &PlaneQ8<'_>, out: &mut [f32], ostride: usize) {
+pub(super) fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) {
     let sh = &job.shape;
-    for (v, &scale) in job.scales.iter().enumerate() {
-        let a = QArgs {
+    let streams = job.scales.len();
+    let base = out.as_mut_ptr();
+    let mut t0 = 0;
+    while t0 < streams {
+        let np = if streams - t0 >= 4 {
+            4
+        } else if streams - t0 >= 2 {
+            2
+        } else {
+            1
+        };
+        let mut a = IArgs {
             words: job.words.as_ptr(),
             b: sh.block,
             groups: sh.groups,
-            pairs: job.pairs[v * job.pstride..].as_ptr(),
-            out: out[v * ostride..].as_mut_ptr(),
-            scale,
+            pairs: job.pairs[t0 * job.pstride..].as_ptr(),
+            pstride: job.pstride,
+            outs: [base; 4],
+            scales: [0.0; 4],
+            // Only the first chunk of streams prefetches: later chunks read the same plane.
+            prefetch_ahead: if t0 == 0 { job.prefetch_ahead } else { 0 },
         };
-        // SAFETY: lengths checked by `super::plane_q8`; ISA support checked by the caller.
-        unsafe {
-            if sh.block >= 16 && isa == Isa::Avx512Vnni {
-                by_width!(sh.width, q8_512v, [true], (a))
-            } else if sh.block >= 16 && isa == Isa::Avx512 {
-                by_width!(sh.width, q8_512, [false], (a))
-            } else {
-                by_width!(sh.width, q8_256, [], (a))
-            }
+        for k in 0..np {
+            // SAFETY: `super::plane_i16` checked every output index against `out`'s length.
+            a.outs[k] = unsafe { base.add(job.outs[t0 + k] * ostride) };
+            a.scales[k] = job.scales[t0 + k];
         }
-    }
-}
-
-/// # Safety
-/// AVX-512 F+BW must be available; `a` valid; `b % 16 == 0`.
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn q8_512<const W: u32, const VNNI: bool>(a: QArgs) {
-    // SAFETY: forwarded contract; this function's features cover the body (VNNI is false here).
-    unsafe { q8_512_body::<W, false>(a) }
-}
-
-/// # Safety
-/// AVX-512 F+BW+VNNI must be available; `a` valid; `b % 16 == 0`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn q8_512v<const W: u32, const VNNI: bool>(a: QArgs) {
-    // SAFETY: forwarded contract; this function's features cover the body.
-    unsafe { q8_512_body::<W, true>(a) }
-}
-
-/// # Safety
-/// Only called (inlined) from `q8_512` / `q8_512v`, whose features cover what `VNNI` selects.
-#[inline(always)]
-unsafe fn q8_512_body<const W: u32, const VNNI: bool>(a: QArgs) {
-    let fph = 16 / W as usize;
-    // SAFETY (whole body): the caller's target features cover every intrinsic used; pointers are
-    // inside the buffers checked by `super::plane_q8`.
-    unsafe {
-        for rc in 0..a.b / 16 {
-            let mut acc = [_mm512_setzero_si512(); 4];
-            for cg in 0..a.groups {
-                let wv = _mm512_loadu_si512(a.words.add(cg * a.b + rc * 16) as *const __m512i);
-                for k in 0..fph {
-                    let p = _mm512_sra_epi16(
-                        _mm512_sll_epi16(wv, _mm_cvtsi32_si128((16 - W * (k as u32 + 1)) as i32)),
-                        _mm_cvtsi32_si128((16 - W) as i32),
-                    );
-                    let xb = _mm512_set1_epi32(*a.pairs.add(cg * fph + k) as i32);
-                    acc[k % 4] = if VNNI {
-                        _mm512_dpwssd_epi32(acc[k % 4], p, xb)
-                    } else {
-                        _mm512_add_epi32(acc[k % 4], _mm512_madd_epi16(p, xb))
-                    };
+        // SAFETY: lengths checked by `super::plane_i16`; ISA support checked by the caller.
+        unsafe {
+            if sh.block >= 16 && isa >= Isa::Avx512 {
+                let rc = match (np, sh.block % 64, sh.block % 32) {
+                    (4, _, 0) => 2,
+                    (4, _, _) => 1,
+                    (_, 0, _) => 4,
+                    (_, _, 0) => 2,
+                    _ => 1,
+                };
+                if isa == Isa::Avx512Vnni && has_vbmi() {
+                    match (np, rc) {
+                        (4, 2) => by_width!(sh.width, i16_512vb, [4, 2], (a)),
+                        (4, _) => by_width!(sh.width, i16_512vb, [4, 1], (a)),
+                        (2, 4) => by_width!(sh.width, i16_512vb, [2, 4], (a)),
+                        (2, 2) => by_width!(sh.width, i16_512vb, [2, 2], (a)),
+                        (2, _) => by_width!(sh.width, i16_512vb, [2, 1], (a)),
+                        (_, 4) => by_width!(sh.width, i16_512vb, [1, 4], (a)),
+                        (_, 2) => by_width!(sh.width, i16_512vb, [1, 2], (a)),
+                        _ => by_width!(sh.width, i16_512vb, [1, 1], (a)),
+                    }
+                } else if isa == Isa::Avx512Vnni {
+                    match (np, rc) {
+                        (4, 2) => by_width!(sh.width, i16_512v, [4, 2], (a)),
+                        (4, _) => by_width!(sh.width, i16_512v, [4, 1], (a)),
+                        (2, 4) => by_width!(sh.width, i16_512v, [2, 4], (a)),
+                        (2, 2) => by_width!(sh.width, i16_512v, [2, 2], (a)),
+                        (2, _) => by_width!(sh.width, i16_512v, [2, 1], (a)),
+                        (_, 4) => by_width!(sh.width, i16_512v, [1, 4], (a)),
+                        (_, 2) => by_width!(sh.width, i16_512v, [1, 2], (a)),
+                        _ => by_width!(sh.width, i16_512v, [1, 1], (a)),
+                    }
+                } else {
+                    match (np, rc) {
+                        (4, 2) => by_width!(sh.width, i16_512, [4, 2], (a)),
+                        (4, _) => by_width!(sh.width, i16_512, [4, 1], (a)),
+                        (2, 4) => by_width!(sh.width, i16_512, [2, 4], (a)),
+                        (2, 2) => by_width!(sh.width, i16_512, [2, 2], (a)),
+                        (2, _) => by_width!(sh.width, i16_512, [2, 1], (a)),
+                        (_, 4) => by_width!(sh.width, i16_512, [1, 4], (a)),
+                        (_, 2) => by_width!(sh.width, i16_512, [1, 2], (a)),
+                        _ => by_width!(sh.width, i16_512, [1, 1], (a)),
+                    }
+                }
+            } else {
+                match np {
+                    4 => by_width!(sh.width, i16_256, [4], (a)),
+                    2 => by_width!(sh.width, i16_256, [2], (a)),
+                    _ => by_width!(sh.width, i16_256, [1], (a)),
                 }
             }
-            let t = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
-            let o = a.out.add(rc * 16);
-            _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_set1_ps(a.scale), _mm512_loadu_ps(o)));
+        }
+        t0 += np;
+    }
+}
+
+/// Sign-extension table for 16-bit fields of `W <= 5` bits (see [`sign_lut`]): `vpermw` reads an
+/// index's low 5 bits only, so a shift plus one permute turns a field into its int16 value.
+fn sign_lut16<const W: u32>() -> [i16; 32] {
+    let mut t = [0i16; 32];
+    for (i, v) in t.iter_mut().enumerate() {
+        let u = (i as u32) & ((1u32 << W) - 1);
+        *v = ((u << (32 - W)) as i32 >> (32 - W)) as i16;
+    }
+    t
+}
+
+/// # Safety
+/// AVX-512 F+BW must be available; `a` valid; `b % 16 == 0`, and `RC` divides `b / 16`.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn i16_512<const W: u32, const NP: usize, const RC: usize>(a: IArgs) {
+    // SAFETY: forwarded contract; this function's features cover the body (VNNI is false here).
+    unsafe { i16_512_body::<W, NP, RC, false, false>(a) }
+}
+
+/// # Safety
+/// AVX-512 F+BW+VNNI must be available; `a` valid; `b % 16 == 0`, and `RC` divides `b / 16`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn i16_512v<const W: u32, const NP: usize, const RC: usize>(a: IArgs) {
+    // SAFETY: forwarded contract; this function's features cover the body.
+    unsafe { i16_512_body::<W, NP, RC, true, false>(a) }
+}
+
+/// # Safety
+/// AVX-512 F+BW+VNNI+VBMI must be available; `a` valid; `b % 16 == 0`, and `RC` divides `b / 16`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
+unsafe fn i16_512vb<const W: u32, const NP: usize, const RC: usize>(a: IArgs) {
+    // SAFETY: forwarded contract; this function's features cover the body.
+    unsafe { i16_512_body::<W, NP, RC, true, true>(a) }
+}
+
+/// Whether the CPU has AVX-512 VBMI (`vpmultishiftqb`), detected once.
+fn has_vbmi() -> bool {
+    static VBMI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VBMI.get_or_init(|| std::arch::is_x86_feature_detected!("avx512vbmi"))
+}
+
+/// `vpmultishiftqb` controls that bring bits `16 h + off ..` of each 16-bit half `h` of a qword
+/// to the low byte of that half.
+fn multishift_control(off: u32) -> i64 {
+    (0..4).map(|h| i64::from(16 * h + off as u8 as i64 as u8) << (16 * h)).sum()
+}
+
+/// # Safety
+/// Only called (inlined) from `i16_512*`, whose features cover what `VNNI` and `VBMI` select.
+///
+/// Walks each column group's lanes for `RC` 16-row chunks at once (sequential reads); pair `k` of
+/// a lane's two 16-bit halves is decoded once (shift + `vpermw` table for `W <= 5`, shift pair
+/// otherwise) and multiplied with all `NP` streams (`vpdpwssd`, or `vpmaddwd` + add).
+#[inline(always)]
+unsafe fn i16_512_body<const W: u32, const NP: usize, const RC: usize, const VNNI: bool, const VBMI: bool>(a: IArgs) {
+    let fph = 16 / W as usize;
+    let lut = sign_lut16::<W>();
+    // SAFETY (whole body): the caller's target features cover every intrinsic used; pointers are
+    // inside the buffers checked by `super::plane_i16`.
+    unsafe {
+        let table = _mm512_loadu_si512(lut.as_ptr() as *const __m512i);
+        for r0 in (0..a.b / 16).step_by(RC) {
+            let mut acc = [[_mm512_setzero_si512(); RC]; NP];
+            for cg in 0..a.groups {
+                let mut wv = [_mm512_setzero_si512(); RC];
+                for (r, w) in wv.iter_mut().enumerate() {
+                    let lane = a.words.add(cg * a.b + (r0 + r) * 16);
+                    *w = _mm512_loadu_si512(lane as *const __m512i);
+                    if a.prefetch_ahead != 0 {
+                        _mm_prefetch::<_MM_HINT_T1>((lane as *const i8).wrapping_add(a.prefetch_ahead));
+                    }
+                }
+                for k in 0..fph {
+                    let mut xb = [_mm512_setzero_si512(); NP];
+                    for (t, x) in xb.iter_mut().enumerate() {
+                        *x = _mm512_set1_epi32(*a.pairs.add(t * a.pstride + cg * fph + k) as i32);
+                    }
+                    for (r, &w) in wv.iter().enumerate() {
+                        let p = if W <= 5 {
+                            // Field k to the low bits of each half: nothing for k = 0, else a shift
+                            // (port 0, shared with the multiplies) or, with VBMI, `vpmultishiftqb`
+                            // (port 5, with the permute): every k >= 1 when several streams load
+                            // port 0 with multiplies, every other k for a single stream.
+                            let low = if k == 0 {
+                                w
+                            } else if VBMI && (NP > 1 || k % 2 == 0) {
+                                _mm512_multishift_epi64_epi8(_mm512_set1_epi64(multishift_control(W * k as u32)), w)
+                            } else {
+                                _mm512_srl_epi16(w, _mm_cvtsi32_si128((W * k as u32) as i32))
+                            };
+                            _mm512_permutexvar_epi16(low, table)
+                        } else {
+                            _mm512_sra_epi16(
+                                _mm512_sll_epi16(w, _mm_cvtsi32_si128((16 - W * (k as u32 + 1)) as i32)),
+                                _mm_cvtsi32_si128((16 - W) as i32),
+                            )
+                        };
+                        for (acct, x) in acc.iter_mut().zip(&xb) {
+                            acct[r] = if VNNI {
+                                dpwssd(acct[r], p, *x)
+                            } else {
+                                _mm512_add_epi32(acct[r], _mm512_madd_epi16(p, *x))
+                            };
+                        }
+                    }
+                }
+            }
+            for (t, acct) in acc.iter().enumerate() {
+                let sc = _mm512_set1_ps(a.scales[t]);
+                for (r, &v) in acct.iter().enumerate() {
+                    let o = a.outs[t].add((r0 + r) * 16);
+                    _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, _mm512_loadu_ps(o)));
+                }
+            }
         }
     }
+}
+
+/// `vpdpwssd acc, a, b` kept as one instruction: LLVM otherwise splits some of these into
+/// `vpmaddwd` + `vpaddd` (two uops on the port the kernel is bound by).
+///
+/// # Safety
+/// AVX-512 VNNI must be available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut acc = acc;
+    // SAFETY: register-only instruction, available per the caller's contract.
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {acc}, {a}, {b}",
+            acc = inout(zmm_reg) acc,
+            a = in(zmm_reg) a,
+            b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
 }
 
 /// # Safety
 /// AVX2 + FMA must be available; `a` valid.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn q8_256<const W: u32>(a: QArgs) {
+unsafe fn i16_256<const W: u32, const NP: usize>(a: IArgs) {
     let fph = 16 / W as usize;
-    for rc in 0..a.b / 8 {
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for cg in 0..a.groups {
-            // SAFETY: inside the plane.
-            let wv = unsafe { _mm256_loadu_si256(a.words.add(cg * a.b + rc * 8) as *const __m256i) };
-            for k in 0..fph {
-                let p = _mm256_sra_epi16(
-                    _mm256_sll_epi16(wv, _mm_cvtsi32_si128((16 - W * (k as u32 + 1)) as i32)),
-                    _mm_cvtsi32_si128((16 - W) as i32),
-                );
-                // SAFETY: groups * fph pairs are present.
-                let xb = _mm256_set1_epi32(unsafe { *a.pairs.add(cg * fph + k) } as i32);
-                acc[k % 4] = _mm256_add_epi32(acc[k % 4], _mm256_madd_epi16(p, xb));
+    // SAFETY (whole body): inside the buffers checked by `super::plane_i16`.
+    unsafe {
+        for rc in 0..a.b / 8 {
+            let mut acc = [[_mm256_setzero_si256(); 2]; NP];
+            for cg in 0..a.groups {
+                let lane = a.words.add(cg * a.b + rc * 8);
+                let wv = _mm256_loadu_si256(lane as *const __m256i);
+                // One prefetch per 64-byte line: every other 32-byte lane group.
+                if a.prefetch_ahead != 0 && rc % 2 == 0 {
+                    _mm_prefetch::<_MM_HINT_T1>((lane as *const i8).wrapping_add(a.prefetch_ahead));
+                }
+                for k in 0..fph {
+                    let p = _mm256_sra_epi16(
+                        _mm256_sll_epi16(wv, _mm_cvtsi32_si128((16 - W * (k as u32 + 1)) as i32)),
+                        _mm_cvtsi32_si128((16 - W) as i32),
+                    );
+                    for (t, acct) in acc.iter_mut().enumerate() {
+                        let xb = _mm256_set1_epi32(*a.pairs.add(t * a.pstride + cg * fph + k) as i32);
+                        acct[k & 1] = _mm256_add_epi32(acct[k & 1], _mm256_madd_epi16(p, xb));
+                    }
+                }
             }
-        }
-        let t = _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
-        // SAFETY: output holds b values.
-        unsafe {
-            let o = a.out.add(rc * 8);
-            _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(a.scale), _mm256_loadu_ps(o)));
+            for (t, acct) in acc.iter().enumerate() {
+                let v = _mm256_add_epi32(acct[0], acct[1]);
+                let o = a.outs[t].add(rc * 8);
+                _mm256_storeu_ps(
+                    o,
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(a.scales[t]), _mm256_loadu_ps(o)),
+                );
+            }
         }
     }
 }
@@ -526,4 +707,23 @@ unsafe fn dot_256(a: &[f32], b: &[f32]) -> f32 {
         s += a[k] * b[k];
     }
     s
+}
+
+pub(super) fn axpy_f64(isa: Isa, a: f64, x: &[f64], y: &mut [f64]) {
+    // SAFETY: ISA support checked by the caller; the bodies are safe code.
+    unsafe { if isa >= Isa::Avx512 { axpy_f64_512(a, x, y) } else { axpy_f64_256(a, x, y) } }
+}
+
+/// # Safety
+/// AVX-512F available. The scalar body, vectorised by the compiler for 8 lanes.
+#[target_feature(enable = "avx512f")]
+unsafe fn axpy_f64_512(a: f64, x: &[f64], y: &mut [f64]) {
+    super::generic::axpy_f64(a, x, y)
+}
+
+/// # Safety
+/// AVX2 available. The scalar body, vectorised by the compiler for 4 lanes.
+#[target_feature(enable = "avx2")]
+unsafe fn axpy_f64_256(a: f64, x: &[f64], y: &mut [f64]) {
+    super::generic::axpy_f64(a, x, y)
 }
