@@ -26,11 +26,10 @@ pub const TENSOR: &str = "w";
 pub const TOL_GPU: f64 = 1e-4;
 /// CPU modes that are exact up to f32 rounding.
 pub const TOL_CPU_EXACT: f64 = 1e-5;
-/// CPU `dct_direct_q8` (int8 activations, one max-abs scale per 64-value transformed input block).
-/// Issue 4 asks for <= 1e-2; on the MiniLM query fixtures this max-based metric reaches 1.09e-2
-/// (activation rounding of about 0.6 % RMS peaks there), so the gate is 2e-2 and the figure is
-/// reported in every run rather than hidden.
-pub const TOL_CPU_Q8: f64 = 2e-2;
+/// CPU `dct_direct_q8` (int8 activations, one max-abs scale per 16 transformed inputs): issue 4's
+/// bound. The worst fixture measures about 5e-3 (noise_b32_dwt); with one scale per 64-value
+/// block the MiniLM query fixtures reached 1.09e-2.
+pub const TOL_CPU_Q8: f64 = 1e-2;
 
 /// Deterministic generator (64-bit LCG; the high bits).
 struct Rng(u64);

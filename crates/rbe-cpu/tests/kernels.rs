@@ -90,7 +90,9 @@ fn integer_planes_match_the_oracle() {
                 let pairs: Vec<u32> = (0..streams * pstride)
                     .map(|i| if i % pstride < b / 2 { qv(r()) | (qv(r()) << 16) } else { 0 })
                     .collect();
-                let scales: Vec<f32> = (0..streams).map(|_| r()).collect();
+                let segment_pairs = 1 + streams % 4;
+                let segs = pairs_per.div_ceil(segment_pairs);
+                let scales: Vec<f32> = (0..streams * segs).map(|_| r()).collect();
                 let outs: Vec<usize> = (0..streams).map(|t| t / 2).collect();
                 let ostride = b + 3;
                 let n_out = streams.div_ceil(2);
@@ -100,6 +102,7 @@ fn integer_planes_match_the_oracle() {
                     shape: sh,
                     pairs: &pairs,
                     pstride,
+                    segment_pairs,
                     scales: &scales,
                     outs: &outs,
                     prefetch_ahead: 4096,

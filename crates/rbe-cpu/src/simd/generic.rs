@@ -26,24 +26,29 @@ pub fn plane_f32(job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) {
     }
 }
 
-/// Scalar [`PlaneI16`] (exact integer sums).
+/// Scalar [`PlaneI16`] (exact integer sums per segment).
 pub fn plane_i16(job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) {
     let sh = &job.shape;
     let b = sh.block;
-    for (t, (&scale, &o)) in job.scales.iter().zip(job.outs).enumerate() {
+    let segs = job.segments();
+    for (t, &o) in job.outs.iter().enumerate() {
         let p = &job.pairs[t * job.pstride..];
         for row in 0..b {
-            let mut acc = 0i64;
+            let mut acc = vec![0i64; segs];
             for cg in 0..sh.groups {
                 let lane = job.words[cg * b + row];
                 for s in 0..sh.slots {
                     let j = cg * sh.slots + s;
                     let pair = p[j / 2];
                     let qx = if j.is_multiple_of(2) { pair as u16 as i16 } else { (pair >> 16) as u16 as i16 };
-                    acc += i64::from(extract(lane, sh.offset(s), sh.width)) * i64::from(qx);
+                    acc[j / 2 / job.segment_pairs] += i64::from(extract(lane, sh.offset(s), sh.width)) * i64::from(qx);
                 }
             }
-            out[o * ostride + row] += scale * acc as f32;
+            let mut y = 0f32;
+            for (g, a) in acc.iter().enumerate() {
+                y += job.scales[t * segs + g] * *a as f32;
+            }
+            out[o * ostride + row] += y;
         }
     }
 }

@@ -88,10 +88,12 @@ pub struct PlaneF32<'a> {
 }
 
 /// One dense plane times integer inputs held as int16 pairs ("streams"), each lane decoded once
-/// for all streams: `out[outs[t]][i] += scales[t] * sum_j q[i][j] * p_t[j]`, with
-/// `pairs[t][m] = p_t[2m] | p_t[2m+1] << 16` (two's-complement halves). The integer sums are
-/// exact while they fit i32, which int8-range streams always do (`|q| <= 2^15`, `|p| <= 127`, at
-/// most `2 * b` terms per row).
+/// for all streams. The columns fall into segments of `2 * segment_pairs` columns, each with its
+/// own scale per stream (finer activation scales for the Q8 mode):
+/// `out[outs[t]][i] += sum_g scales[t * segs + g] * sum_(j in segment g) q[i][j] * p_t[j]`, with
+/// `segs = `[`PlaneI16::segments`] and `pairs[t][m] = p_t[2m] | p_t[2m+1] << 16`
+/// (two's-complement halves). The integer sums are exact while they fit i32, which int8-range
+/// streams always do (`|q| <= 2^15`, `|p| <= 127`, at most `2 * b` terms per row).
 pub struct PlaneI16<'a> {
     /// The packed plane.
     pub words: &'a [u32],
@@ -101,12 +103,21 @@ pub struct PlaneI16<'a> {
     pub pairs: &'a [u32],
     /// Distance between pair arrays.
     pub pstride: usize,
-    /// Per-stream scale applied to its integer sums.
+    /// Pairs per scale segment (>= 1).
+    pub segment_pairs: usize,
+    /// Per-stream, per-segment scales (`streams * segments()`).
     pub scales: &'a [f32],
     /// Per-stream output index (several streams may add into one output).
     pub outs: &'a [usize],
     /// As [`PlaneF32::prefetch_ahead`].
     pub prefetch_ahead: usize,
+}
+
+impl PlaneI16<'_> {
+    /// Scale segments per stream: the plane's padded pairs in `segment_pairs` steps.
+    pub fn segments(&self) -> usize {
+        (self.shape.groups * self.shape.slots / 2).div_ceil(self.segment_pairs.max(1))
+    }
 }
 
 fn check_plane(words: usize, shape: &PackShape, xs_needed: usize, xs_len: usize, out_needed: usize, out_len: usize) {
@@ -140,8 +151,9 @@ pub fn plane_f32(isa: Isa, job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) 
 /// Runs [`PlaneI16`] at `isa` into `out` (outputs `ostride` apart).
 pub fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) {
     let sh = &job.shape;
-    let streams = job.scales.len();
-    assert_eq!(streams, job.outs.len(), "one output index per stream");
+    let streams = job.outs.len();
+    assert!(job.segment_pairs >= 1, "segments hold at least one pair");
+    assert_eq!(job.scales.len(), streams * job.segments(), "one scale per stream and segment");
     if streams == 0 {
         return;
     }

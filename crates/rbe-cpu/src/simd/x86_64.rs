@@ -246,13 +246,16 @@ struct IArgs {
     pstride: usize,
     /// Output of each stream of the chunk (already offset by its index times the stride).
     outs: [*mut f32; 4],
-    scales: [f32; 4],
+    /// Per-stream scales, `segments` apart.
+    scales: [*const f32; 4],
+    segment_pairs: usize,
     prefetch_ahead: usize,
 }
 
 pub(super) fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) {
     let sh = &job.shape;
-    let streams = job.scales.len();
+    let streams = job.outs.len();
+    let segs = job.segments();
     let base = out.as_mut_ptr();
     let mut t0 = 0;
     while t0 < streams {
@@ -270,14 +273,15 @@ pub(super) fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: 
             pairs: job.pairs[t0 * job.pstride..].as_ptr(),
             pstride: job.pstride,
             outs: [base; 4],
-            scales: [0.0; 4],
+            scales: [job.scales.as_ptr(); 4],
+            segment_pairs: job.segment_pairs,
             // Only the first chunk of streams prefetches: later chunks read the same plane.
             prefetch_ahead: if t0 == 0 { job.prefetch_ahead } else { 0 },
         };
         for k in 0..np {
             // SAFETY: `super::plane_i16` checked every output index against `out`'s length.
             a.outs[k] = unsafe { base.add(job.outs[t0 + k] * ostride) };
-            a.scales[k] = job.scales[t0 + k];
+            a.scales[k] = job.scales[(t0 + k) * segs..].as_ptr();
         }
         // SAFETY: lengths checked by `super::plane_i16`; ISA support checked by the caller.
         unsafe {
@@ -398,6 +402,7 @@ unsafe fn i16_512_body<const W: u32, const NP: usize, const RC: usize, const VNN
         let table = _mm512_loadu_si512(lut.as_ptr() as *const __m512i);
         for r0 in (0..a.b / 16).step_by(RC) {
             let mut acc = [[_mm512_setzero_si512(); RC]; NP];
+            let mut facc = [[_mm512_setzero_ps(); RC]; NP];
             for cg in 0..a.groups {
                 let mut wv = [_mm512_setzero_si512(); RC];
                 for (r, w) in wv.iter_mut().enumerate() {
@@ -440,13 +445,24 @@ unsafe fn i16_512_body<const W: u32, const NP: usize, const RC: usize, const VNN
                             };
                         }
                     }
+                    // End of a scale segment: fold the integer sums into f32 with its scale.
+                    let pair = cg * fph + k;
+                    if (pair + 1).is_multiple_of(a.segment_pairs) || pair + 1 == a.groups * fph {
+                        let g = pair / a.segment_pairs;
+                        for ((acct, facct), sc) in acc.iter_mut().zip(facc.iter_mut()).zip(a.scales) {
+                            let sc = _mm512_set1_ps(*sc.add(g));
+                            for (v, f) in acct.iter_mut().zip(facct.iter_mut()) {
+                                *f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(*v), sc, *f);
+                                *v = _mm512_setzero_si512();
+                            }
+                        }
+                    }
                 }
             }
-            for (t, acct) in acc.iter().enumerate() {
-                let sc = _mm512_set1_ps(a.scales[t]);
-                for (r, &v) in acct.iter().enumerate() {
+            for (t, facct) in facc.iter().enumerate() {
+                for (r, &f) in facct.iter().enumerate() {
                     let o = a.outs[t].add((r0 + r) * 16);
-                    _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, _mm512_loadu_ps(o)));
+                    _mm512_storeu_ps(o, _mm512_add_ps(f, _mm512_loadu_ps(o)));
                 }
             }
         }
@@ -484,6 +500,7 @@ unsafe fn i16_256<const W: u32, const NP: usize>(a: IArgs) {
     unsafe {
         for rc in 0..a.b / 8 {
             let mut acc = [[_mm256_setzero_si256(); 2]; NP];
+            let mut facc = [_mm256_setzero_ps(); NP];
             for cg in 0..a.groups {
                 let lane = a.words.add(cg * a.b + rc * 8);
                 let wv = _mm256_loadu_si256(lane as *const __m256i);
@@ -500,15 +517,20 @@ unsafe fn i16_256<const W: u32, const NP: usize>(a: IArgs) {
                         let xb = _mm256_set1_epi32(*a.pairs.add(t * a.pstride + cg * fph + k) as i32);
                         acct[k & 1] = _mm256_add_epi32(acct[k & 1], _mm256_madd_epi16(p, xb));
                     }
+                    let pair = cg * fph + k;
+                    if (pair + 1).is_multiple_of(a.segment_pairs) || pair + 1 == a.groups * fph {
+                        let g = pair / a.segment_pairs;
+                        for ((acct, f), sc) in acc.iter_mut().zip(facc.iter_mut()).zip(a.scales) {
+                            let v = _mm256_add_epi32(acct[0], acct[1]);
+                            *f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(*sc.add(g)), *f);
+                            *acct = [_mm256_setzero_si256(); 2];
+                        }
+                    }
                 }
             }
-            for (t, acct) in acc.iter().enumerate() {
-                let v = _mm256_add_epi32(acct[0], acct[1]);
+            for (t, f) in facc.iter().enumerate() {
                 let o = a.outs[t].add(rc * 8);
-                _mm256_storeu_ps(
-                    o,
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(a.scales[t]), _mm256_loadu_ps(o)),
-                );
+                _mm256_storeu_ps(o, _mm256_add_ps(*f, _mm256_loadu_ps(o)));
             }
         }
     }
