@@ -4,11 +4,12 @@
 //! `y_br = M^T (sum_bc R_{br,bc} (M x_bc)) + sum_bc B_{br,bc} x_bc`. Each input block is
 //! transformed once, dense residuals are multiplied from their packed integers ([`crate::pack`])
 //! with SIMD, sparse ones from their coefficient lists, and each output block is inverse-
-//! transformed once. The base uses 8 projections `v_k = Phi_k x_bc` per column block, shared by
-//! every block of that column. Work is split over block rows with rayon; each block row is summed
+//! transformed once. The base goes through its separable form ([`crate::base`]): four factor
+//! sums and one radial product per column block, shared by every block of that column, then a
+//! few scalar terms and one f64 axpy per block. Work is split over block rows with rayon; each block row is summed
 //! in one fixed order, so results are bit-identical for any thread count.
 
-use crate::base::{InputProjection, Orientation};
+use crate::base::{BaseAccumulator, InputProjection, Orientation};
 use crate::error::CpuError;
 use crate::pack::{PackShape, extract, fits, pack_plane, unpack_plane};
 use crate::simd::{self, Isa, PlaneF32, PlaneI16};
@@ -830,6 +831,12 @@ impl RbeLinear {
                 self.tables.forward(src, dsth);
             }
         }
+        // With a base: each output-gradient block projected onto the base's factors, once.
+        let projections: Vec<InputProjection> = if self.params.is_some() {
+            (0..br_n * nb).map(|i| self.tables.base.project(self.isa, &yb[i * b..(i + 1) * b])).collect()
+        } else {
+            Vec::new()
+        };
         let parts: Vec<Vec<f32>> = (0..bc_n)
             .into_par_iter()
             .map(|bc| {
@@ -838,8 +845,7 @@ impl RbeLinear {
                 let mut q = vec![0i32; b * b];
                 let mut lo = vec![0i32; b * b];
                 let mut zh = vec![0f32; nb * b];
-                let mut zb = vec![0f64; nb * b];
-                let basis = BasisTable::shared(b);
+                let mut base_acc: Vec<BaseAccumulator> = (0..nb).map(|_| self.tables.base.accumulator()).collect();
                 for br in 0..br_n {
                     let idx = br * bc_n + bc;
                     self.coefficients(idx, &mut r64, &mut q, &mut lo);
@@ -856,32 +862,17 @@ impl RbeLinear {
                         }
                     }
                     if let Some(params) = &self.params {
-                        for (k, &t) in params[idx].iter().enumerate() {
-                            if t == 0.0 {
-                                continue;
-                            }
-                            // The base carries most of a smooth block's magnitude: sum it in f64.
-                            let plane = basis.plane(k);
-                            for v in 0..nb {
-                                let yv = &yb[(br * nb + v) * b..][..b];
-                                let z = &mut zb[v * b..(v + 1) * b];
-                                for (rr, &yr) in yv.iter().enumerate() {
-                                    if yr != 0.0 {
-                                        let a = f64::from(t) * f64::from(yr);
-                                        for (zz, p) in z.iter_mut().zip(&plane[rr * b..(rr + 1) * b]) {
-                                            *zz += a * p;
-                                        }
-                                    }
-                                }
-                            }
+                        for (v, acc) in base_acc.iter_mut().enumerate() {
+                            let proj = &projections[br * nb + v];
+                            self.tables.base.accumulate(self.isa, Orientation::Transposed, &params[idx], proj, acc);
                         }
                     }
                 }
                 let mut out = vec![0f32; nb * b];
-                for v in 0..nb {
+                for (v, acc) in base_acc.iter().enumerate() {
                     self.tables.inverse(&zh[v * b..(v + 1) * b], &mut out[v * b..(v + 1) * b]);
-                    for (o, z) in out[v * b..(v + 1) * b].iter_mut().zip(&zb[v * b..(v + 1) * b]) {
-                        *o = (f64::from(*o) + z) as f32;
+                    if self.params.is_some() {
+                        self.tables.base.finish(self.isa, acc, &mut out[v * b..(v + 1) * b]);
                     }
                 }
                 out
