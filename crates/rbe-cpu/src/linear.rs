@@ -766,10 +766,12 @@ impl RbeLinear {
             let t = Instant::now();
             let mut y = vec![0f32; nb * b];
             for (bc, blk) in blocks.iter().enumerate() {
-                if let Some(next) = blocks.get(bc + 1) {
-                    simd::prefetch(next);
+                match blocks.get(bc + 1) {
+                    Some(next) => {
+                        simd::cols_f32_prefetching(self.isa, blk, next, b, &xp[bc * nb * b..], b, nb, &mut y, b)
+                    }
+                    None => simd::cols_f32(self.isa, blk, b, &xp[bc * nb * b..], b, nb, &mut y, b),
                 }
-                simd::cols_f32(self.isa, blk, b, &xp[bc * nb * b..], b, nb, &mut y, b);
             }
             self.stats.add_multiply_ns(t.elapsed().as_nanos() as u64);
             y

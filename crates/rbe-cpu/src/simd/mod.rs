@@ -223,6 +223,33 @@ pub fn cols_f32(
     }
 }
 
+/// [`cols_f32`] that also prefetches `next` (the block the caller multiplies next), one line per
+/// line it reads, spread through the product (x86-64; elsewhere one [`prefetch`] burst first).
+#[allow(clippy::too_many_arguments)]
+pub fn cols_f32_prefetching(
+    isa: Isa,
+    wt: &[f32],
+    next: &[f32],
+    b: usize,
+    xs: &[f32],
+    xstride: usize,
+    nb: usize,
+    out: &mut [f32],
+    ostride: usize,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni if nb > 0 => {
+            assert!(wt.len() >= b * b && xs.len() >= (nb - 1) * xstride + b && out.len() >= (nb - 1) * ostride + b);
+            x86_64::cols_f32_with(isa, wt, next.as_ptr(), b, xs, xstride, nb, out, ostride)
+        }
+        _ => {
+            prefetch(next);
+            cols_f32(isa, wt, b, xs, xstride, nb, out, ostride)
+        }
+    }
+}
+
 /// Dot product of two equally long slices.
 pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());

@@ -540,6 +540,8 @@ unsafe fn i16_256<const W: u32, const NP: usize>(a: IArgs) {
 #[derive(Clone, Copy)]
 struct CArgs {
     wt: *const f32,
+    /// A block to prefetch line by line while this one is multiplied (null: none).
+    next: *const f32,
     b: usize,
     xs: *const f32,
     xstride: usize,
@@ -558,11 +560,28 @@ pub(super) fn cols_f32(
     out: &mut [f32],
     ostride: usize,
 ) {
+    cols_f32_with(isa, wt, std::ptr::null(), b, xs, xstride, nb, out, ostride)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn cols_f32_with(
+    isa: Isa,
+    wt: &[f32],
+    next: *const f32,
+    b: usize,
+    xs: &[f32],
+    xstride: usize,
+    nb: usize,
+    out: &mut [f32],
+    ostride: usize,
+) {
     let mut v0 = 0;
     while v0 < nb {
         let n = chunk(nb - v0);
         let a = CArgs {
             wt: wt.as_ptr(),
+            // Only the first batch chunk prefetches: later chunks read the same block.
+            next: if v0 == 0 { next } else { std::ptr::null() },
             b,
             xs: xs[v0 * xstride..].as_ptr(),
             xstride,
@@ -619,6 +638,10 @@ unsafe fn cols_512<const NB: usize, const RC: usize>(a: CArgs) {
             for r in 0..RC {
                 // SAFETY: column c, rows (r0 + r) * 16 .. + 16 are inside the b*b block.
                 let w = unsafe { _mm512_loadu_ps(a.wt.add(c * a.b + (r0 + r) * 16)) };
+                if !a.next.is_null() {
+                    // A prefetch never faults; the same line of the next block.
+                    _mm_prefetch::<_MM_HINT_T1>(a.next.wrapping_add(c * a.b + (r0 + r) * 16) as *const i8);
+                }
                 for (accv, x) in acc.iter_mut().zip(&xb) {
                     accv[r][k] = _mm512_fmadd_ps(w, *x, accv[r][k]);
                 }
@@ -647,6 +670,10 @@ unsafe fn cols_256<const NB: usize>(a: CArgs) {
         for c in 0..a.b {
             // SAFETY: inside the block.
             let w = unsafe { _mm256_loadu_ps(a.wt.add(c * a.b + rc * 8)) };
+            if !a.next.is_null() && rc % 2 == 0 {
+                // A prefetch never faults; the same line of the next block.
+                _mm_prefetch::<_MM_HINT_T1>(a.next.wrapping_add(c * a.b + rc * 8) as *const i8);
+            }
             for (v, accv) in acc.iter_mut().enumerate() {
                 // SAFETY: input v holds b values.
                 let x = unsafe { *a.xs.add(v * a.xstride + c) };
