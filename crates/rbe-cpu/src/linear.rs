@@ -508,7 +508,7 @@ impl RbeLinear {
         let out: Vec<Vec<f32>> = par_rows(br_n, nb * br_n * bc_n * b * b, |br| {
             let t1 = Instant::now();
             let mut yh = vec![0f32; nb * b];
-            let mut scales = vec![0f32; nb * q8_segs];
+            let mut scales = vec![0f32; if q8 { nb * q8_segs } else { 0 }];
             let mut unpacked = 0u64;
             for (bc, col) in cols.iter().enumerate() {
                 let idx = br * bc_n + bc;

@@ -210,21 +210,12 @@ pub fn cols_f32(
     out: &mut [f32],
     ostride: usize,
 ) {
-    if nb == 0 {
-        return;
-    }
-    assert!(wt.len() >= b * b && xs.len() >= (nb - 1) * xstride + b && out.len() >= (nb - 1) * ostride + b);
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::cols_f32(isa, wt, b, xs, xstride, nb, out, ostride),
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::NeonDot => aarch64::cols_f32(wt, b, xs, xstride, nb, out, ostride),
-        _ => generic::cols_f32(wt, b, xs, xstride, nb, out, ostride),
-    }
+    cols_f32_prefetching(isa, wt, &[], b, xs, xstride, nb, out, ostride)
 }
 
-/// [`cols_f32`] that also prefetches `next` (the block the caller multiplies next), one line per
-/// line it reads, spread through the product (x86-64; elsewhere one [`prefetch`] burst first).
+/// [`cols_f32`] that also prefetches `next` (the block the caller multiplies next; empty: none),
+/// one line per line it reads, spread through the product (x86-64; elsewhere one [`prefetch`]
+/// burst first).
 #[allow(clippy::too_many_arguments)]
 pub fn cols_f32_prefetching(
     isa: Isa,
@@ -237,16 +228,22 @@ pub fn cols_f32_prefetching(
     out: &mut [f32],
     ostride: usize,
 ) {
+    if nb == 0 {
+        return;
+    }
+    assert!(wt.len() >= b * b && xs.len() >= (nb - 1) * xstride + b && out.len() >= (nb - 1) * ostride + b);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni if nb > 0 => {
-            assert!(wt.len() >= b * b && xs.len() >= (nb - 1) * xstride + b && out.len() >= (nb - 1) * ostride + b);
-            x86_64::cols_f32_with(isa, wt, next.as_ptr(), b, xs, xstride, nb, out, ostride)
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => {
+            let next = if next.is_empty() { std::ptr::null() } else { next.as_ptr() };
+            x86_64::cols_f32(isa, wt, next, b, xs, xstride, nb, out, ostride)
         }
-        _ => {
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => {
             prefetch(next);
-            cols_f32(isa, wt, b, xs, xstride, nb, out, ostride)
+            aarch64::cols_f32(wt, b, xs, xstride, nb, out, ostride)
         }
+        _ => generic::cols_f32(wt, b, xs, xstride, nb, out, ostride),
     }
 }
 

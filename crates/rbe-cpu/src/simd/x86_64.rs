@@ -293,39 +293,27 @@ pub(super) fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: 
                     (_, _, 0) => 2,
                     _ => 1,
                 };
+                // The (streams, row chunks) instances compiled for each AVX-512 kernel.
+                macro_rules! by_chunk {
+                    ($kernel:ident) => {
+                        match (np, rc) {
+                            (4, 2) => by_width!(sh.width, $kernel, [4, 2], (a)),
+                            (4, _) => by_width!(sh.width, $kernel, [4, 1], (a)),
+                            (2, 4) => by_width!(sh.width, $kernel, [2, 4], (a)),
+                            (2, 2) => by_width!(sh.width, $kernel, [2, 2], (a)),
+                            (2, _) => by_width!(sh.width, $kernel, [2, 1], (a)),
+                            (_, 4) => by_width!(sh.width, $kernel, [1, 4], (a)),
+                            (_, 2) => by_width!(sh.width, $kernel, [1, 2], (a)),
+                            _ => by_width!(sh.width, $kernel, [1, 1], (a)),
+                        }
+                    };
+                }
                 if isa == Isa::Avx512Vnni && has_vbmi() {
-                    match (np, rc) {
-                        (4, 2) => by_width!(sh.width, i16_512vb, [4, 2], (a)),
-                        (4, _) => by_width!(sh.width, i16_512vb, [4, 1], (a)),
-                        (2, 4) => by_width!(sh.width, i16_512vb, [2, 4], (a)),
-                        (2, 2) => by_width!(sh.width, i16_512vb, [2, 2], (a)),
-                        (2, _) => by_width!(sh.width, i16_512vb, [2, 1], (a)),
-                        (_, 4) => by_width!(sh.width, i16_512vb, [1, 4], (a)),
-                        (_, 2) => by_width!(sh.width, i16_512vb, [1, 2], (a)),
-                        _ => by_width!(sh.width, i16_512vb, [1, 1], (a)),
-                    }
+                    by_chunk!(i16_512vb)
                 } else if isa == Isa::Avx512Vnni {
-                    match (np, rc) {
-                        (4, 2) => by_width!(sh.width, i16_512v, [4, 2], (a)),
-                        (4, _) => by_width!(sh.width, i16_512v, [4, 1], (a)),
-                        (2, 4) => by_width!(sh.width, i16_512v, [2, 4], (a)),
-                        (2, 2) => by_width!(sh.width, i16_512v, [2, 2], (a)),
-                        (2, _) => by_width!(sh.width, i16_512v, [2, 1], (a)),
-                        (_, 4) => by_width!(sh.width, i16_512v, [1, 4], (a)),
-                        (_, 2) => by_width!(sh.width, i16_512v, [1, 2], (a)),
-                        _ => by_width!(sh.width, i16_512v, [1, 1], (a)),
-                    }
+                    by_chunk!(i16_512v)
                 } else {
-                    match (np, rc) {
-                        (4, 2) => by_width!(sh.width, i16_512, [4, 2], (a)),
-                        (4, _) => by_width!(sh.width, i16_512, [4, 1], (a)),
-                        (2, 4) => by_width!(sh.width, i16_512, [2, 4], (a)),
-                        (2, 2) => by_width!(sh.width, i16_512, [2, 2], (a)),
-                        (2, _) => by_width!(sh.width, i16_512, [2, 1], (a)),
-                        (_, 4) => by_width!(sh.width, i16_512, [1, 4], (a)),
-                        (_, 2) => by_width!(sh.width, i16_512, [1, 2], (a)),
-                        _ => by_width!(sh.width, i16_512, [1, 1], (a)),
-                    }
+                    by_chunk!(i16_512)
                 }
             } else {
                 match np {
@@ -383,7 +371,7 @@ fn has_vbmi() -> bool {
 /// `vpmultishiftqb` controls that bring bits `16 h + off ..` of each 16-bit half `h` of a qword
 /// to the low byte of that half.
 fn multishift_control(off: u32) -> i64 {
-    (0..4).map(|h| i64::from(16 * h + off as u8 as i64 as u8) << (16 * h)).sum()
+    (0..4u32).map(|h| i64::from(16 * h + off) << (16 * h)).sum()
 }
 
 /// # Safety
@@ -551,20 +539,6 @@ struct CArgs {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn cols_f32(
-    isa: Isa,
-    wt: &[f32],
-    b: usize,
-    xs: &[f32],
-    xstride: usize,
-    nb: usize,
-    out: &mut [f32],
-    ostride: usize,
-) {
-    cols_f32_with(isa, wt, std::ptr::null(), b, xs, xstride, nb, out, ostride)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn cols_f32_with(
     isa: Isa,
     wt: &[f32],
     next: *const f32,
