@@ -11,11 +11,37 @@ const AARCH64: &str = "aarch64-unknown-linux-gnu";
 pub fn run() -> anyhow::Result<()> {
     run_cmd("cargo", &["fmt", "--all", "--check"])?;
     run_cmd("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    crate::tidy::run()?;
+    docs()?;
     aarch64_check()?;
     run_cmd("cargo", &["test", "--workspace", "--release"])?;
     // Every backend x mode x fixture; RBE_REQUIRE_GPU=1 (set by .ci/run) makes a missing adapter fail.
     run_cmd("cargo", &["xtask", "conformance"])?;
     eprintln!("ci: all checks passed");
+    Ok(())
+}
+
+/// The facade's feature sets whose API docs must build without a warning (broken links, missing docs).
+const DOC_FEATURE_SETS: &[&str] = &["", "cpu", "encode", "gpu", "candle"];
+
+/// `cargo doc` with warnings denied: the whole workspace with default features, then the facade
+/// under each feature set on its own (a link that only resolves with another feature on fails here).
+pub fn docs() -> anyhow::Result<()> {
+    let with_flags = |args: &[&str]| -> anyhow::Result<()> {
+        eprintln!("$ RUSTDOCFLAGS=\"-D warnings\" cargo {}", args.join(" "));
+        let status =
+            Command::new("cargo").args(args).env("RUSTDOCFLAGS", "-D warnings").current_dir(root()).status()?;
+        anyhow::ensure!(status.success(), "cargo {} failed ({status})", args.join(" "));
+        Ok(())
+    };
+    with_flags(&["doc", "--workspace", "--no-deps", "--quiet"])?;
+    for features in DOC_FEATURE_SETS {
+        let mut args = vec!["doc", "-p", "rbe", "--no-deps", "--quiet", "--no-default-features"];
+        if !features.is_empty() {
+            args.extend(["--features", features]);
+        }
+        with_flags(&args)?;
+    }
     Ok(())
 }
 
