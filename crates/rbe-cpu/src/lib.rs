@@ -6,18 +6,26 @@
 //! paths (`DctDirectQ8`, `Progressive(Coarse)`) with measured / bounded error. Kernels pick their
 //! instruction set at run time ([`simd::Isa::detected`]); the scalar kernels are the oracle.
 //!
-//! Architecture invariant: this crate reads blocks only through `rbe-format`'s public model and
-//! never writes files; it knows nothing of encoders or GPUs.
+//! Architecture invariant: this crate reads blocks only through `rbe-format`'s borrowed views
+//! ([`rbe_format::BlockView`]) and scalar oracles ([`rbe_format::codec`]), keeps no copy of format
+//! code and never writes files; it knows nothing of encoders or GPUs.
 #![deny(missing_docs)]
 
 pub mod base;
 pub mod dense;
+mod direct;
 pub mod error;
+mod full;
 pub mod linear;
 pub mod pack;
+mod progressive;
+mod q8;
+mod resident;
 pub mod simd;
+mod sparse_mask;
 pub mod stats;
 pub mod tables;
+mod transposed;
 
 pub use error::CpuError;
 pub use linear::{DecodeMode, Precision, RbeLinear};

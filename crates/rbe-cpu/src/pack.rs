@@ -88,13 +88,6 @@ pub fn extract(lane: u32, off: u32, w: u32) -> i32 {
     ((lane << (32 - off - w)) as i32) >> (32 - w)
 }
 
-/// Whether `q` fits `w` signed bits.
-#[inline]
-pub fn fits(q: i32, w: u32) -> bool {
-    let lim = 1i32 << (w - 1);
-    (-lim..lim).contains(&q)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

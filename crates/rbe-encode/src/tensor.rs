@@ -10,8 +10,8 @@ use rbe_format::basis::N_PARAMS;
 use rbe_format::layout::{dense_payload_bytes, fits_width, needed_width};
 use rbe_format::values::{decode_value, encode_value, scale_for};
 use rbe_format::{
-    BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, ParamsPrecision,
-    RbeParams, Residual, SharedBytes, SparseResidual, TensorDesc, TransformPlan, ValueCodec,
+    BlockConfig, BlockDecoder, BlockGrid, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy,
+    ParamsPrecision, RbeParams, Residual, SharedBytes, SparseResidual, TensorDesc, TransformPlan, ValueCodec,
 };
 
 /// Result of encoding one tensor.
@@ -99,12 +99,12 @@ pub fn encode_tensor(
             reason: format!("target rmse {t} is not a finite non-negative number"),
         });
     }
-    let grid = (rows.div_ceil(b), cols.div_ceil(b));
-    let n_blocks = grid.0 * grid.1;
+    let grid = BlockGrid::new(rows, cols, b);
+    let n_blocks = grid.count();
     let fitter = BaseFitter::new(b);
     let extent = |i: usize| -> (usize, usize, usize, usize) {
-        let (br, bc) = (i / grid.1, i % grid.1);
-        (br * b, bc * b, (rows - br * b).min(b), (cols - bc * b).min(b))
+        let e = grid.block_extent(i);
+        (e.row0, e.col0, e.height, e.width)
     };
     let gather = |i: usize, out: &mut Vec<f32>| {
         let (r0, c0, h, w) = extent(i);
@@ -279,7 +279,7 @@ pub fn encode_tensor(
         // Measure the error on what a reader gets back from the stored bytes.
         let mut loaded = EncodedTensor::from_stream(name, built.desc().clone(), stream.clone(), true)?;
         drop(built);
-        let err = decode_error(&|i| loaded.block(i), n_blocks, &cfg, data, rows, cols, grid)?;
+        let err = decode_error(&loaded, data)?;
         let rmse = (err / n_valid).sqrt();
         let rel = if std > 0.0 { rmse / std } else { 0.0 };
         if exact_constant && err != 0.0 {
@@ -549,28 +549,22 @@ fn block_error(p: &Prepared, block: &EncodedBlock, cfg: &BlockConfig) -> f64 {
     }
 }
 
-/// Squared error of the reference decode of blocks `0..n_blocks` (parsed one at a time by
-/// `block`, so they never all sit in memory) against the original data, valid region only.
-fn decode_error(
-    block: &(dyn Fn(usize) -> Result<EncodedBlock, rbe_format::FormatError> + Sync),
-    n_blocks: usize,
-    cfg: &BlockConfig,
-    data: &[f32],
-    rows: usize,
-    cols: usize,
-    grid: (usize, usize),
-) -> Result<f64, EncodeError> {
+/// Squared error of the reference decode of every block of `tensor` (read in place, one at a
+/// time) against the original data, valid region only.
+fn decode_error(tensor: &EncodedTensor, data: &[f32]) -> Result<f64, EncodeError> {
+    let cfg = tensor.config();
+    let grid = tensor.block_grid();
     let b = cfg.block;
-    let per_block: Vec<f64> = (0..n_blocks)
+    let cols = grid.cols();
+    let per_block: Vec<f64> = (0..grid.count())
         .into_par_iter()
         .map_init(
             || BlockDecoder::new(*cfg),
             |dec, i| -> Result<f64, EncodeError> {
-                let block = block(i)?;
-                let (br, bc) = (i / grid.1, i % grid.1);
-                let (r0, c0) = (br * b, bc * b);
-                let (h, w) = ((rows - r0).min(b), (cols - c0).min(b));
-                let vals = dec.decode(&block);
+                let view = tensor.view(i)?;
+                let e = grid.block_extent(i);
+                let (r0, c0, h, w) = (e.row0, e.col0, e.height, e.width);
+                let vals = dec.decode_view(&view);
                 let mut e = 0.0;
                 for r in 0..h {
                     for c in 0..w {

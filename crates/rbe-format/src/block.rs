@@ -3,11 +3,12 @@
 
 use crate::basis::{BasisTable, N_PARAMS};
 use crate::error::BlockError;
-use crate::layout::{self, dense_payload_bytes, fits_width, pack_bits, unpack_bits};
+use crate::layout::{self, fits_width, pack_bits};
 use crate::settings::{BlockConfig, ParamsPrecision, ValueCodec};
 use crate::transform::TransformPlan;
 use crate::values::decode_value;
-use crate::varint::{read_varint, write_varint};
+use crate::varint::write_varint;
+use crate::view::BlockView;
 use half::f16;
 
 /// The 8 RBE parameters `theta_1..theta_8` of a block (format.md 2.1).
@@ -63,7 +64,7 @@ pub struct EncodedBlock {
     pub residual: Residual,
 }
 
-fn take<'a>(bytes: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], BlockError> {
+pub(crate) fn take<'a>(bytes: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], BlockError> {
     let end = pos.checked_add(n).ok_or(BlockError::Truncated)?;
     let s = bytes.get(*pos..end).ok_or(BlockError::Truncated)?;
     *pos = end;
@@ -109,22 +110,10 @@ pub(crate) fn read_scale(bytes: &[u8], pos: &mut usize, n: usize) -> Result<f32,
 }
 
 impl EncodedBlock {
-    /// Parses one block of exactly `bytes.len()` bytes.
+    /// Parses one block of exactly `bytes.len()` bytes into an owned block (see [`BlockView`]
+    /// for the borrowed form, which readers should prefer).
     pub fn parse(bytes: &[u8], cfg: &BlockConfig) -> Result<Self, BlockError> {
-        let mut pos = 0;
-        let params = read_params(bytes, &mut pos, cfg.params)?;
-        let head = read_varint(bytes, &mut pos, 3)?;
-        let residual = if head <= cfg.block_area() as u64 {
-            Residual::Sparse(parse_sparse(bytes, &mut pos, head as usize, cfg)?)
-        } else if head == cfg.dense_head() {
-            Residual::Dense(parse_dense(bytes, &mut pos, cfg)?)
-        } else {
-            return Err(BlockError::UnknownHead(head));
-        };
-        if pos != bytes.len() {
-            return Err(BlockError::TrailingBytes(bytes.len() - pos));
-        }
-        Ok(EncodedBlock { params, residual })
+        BlockView::parse(bytes, cfg).map(|v| v.to_block())
     }
 
     /// Appends the block's bytes, validating it against `cfg` first.
@@ -133,31 +122,12 @@ impl EncodedBlock {
         write_params(&self.params, cfg.params, out);
         match &self.residual {
             Residual::Sparse(s) => {
-                write_varint(out, s.coefficients.len() as u64);
-                write_scale(s.scale, cfg.values.scale_bytes(cfg.layout), out);
+                write_sparse_head(s.coefficients.len(), s.scale, cfg, out);
                 for c in &s.coefficients {
                     layout::pack_entry(cfg.layout, c.row, c.col, c.field, out);
                 }
             }
-            Residual::Dense(d) => {
-                write_varint(out, cfg.dense_head());
-                out.push(d.width);
-                out.extend_from_slice(&d.step.to_le_bytes());
-                let w = d.width;
-                pack_bits(d.values.iter().map(|&v| if fits_width(i32::from(v), w) { i32::from(v) } else { 0 }), w, out);
-                let outliers: Vec<(usize, i16)> = d
-                    .values
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| !fits_width(i32::from(**v), w))
-                    .map(|(i, v)| (i, *v))
-                    .collect();
-                write_varint(out, outliers.len() as u64);
-                for (i, v) in outliers {
-                    out.extend_from_slice(&(i as u16).to_le_bytes());
-                    out.extend_from_slice(&v.to_le_bytes());
-                }
-            }
+            Residual::Dense(d) => write_dense(cfg, d.width, d.step, &d.values, out),
         }
         Ok(())
     }
@@ -181,43 +151,21 @@ impl EncodedBlock {
         if cfg.params == ParamsPrecision::None && self.params.0.iter().any(|&t| t != 0.0) {
             return Err(BlockError::ValueRange("parameters must be zero when params = none"));
         }
-        let b = cfg.block;
         match &self.residual {
             Residual::Sparse(s) => {
-                finite(s.scale, "scale")?;
-                if cfg.values.scale_bytes(cfg.layout) == 2 {
-                    finite(f16::from_f32(s.scale).to_f32(), "scale (beyond f16 range)")?;
-                }
+                check_scale(cfg, s.scale)?;
                 if s.coefficients.len() > cfg.block_area() {
                     return Err(BlockError::UnknownHead(s.coefficients.len() as u64));
                 }
-                let max_field = layout::field_max(cfg.layout, cfg.values);
                 let mut prev: Option<(u16, u16)> = None;
                 for (i, c) in s.coefficients.iter().enumerate() {
-                    if usize::from(c.row) >= b || usize::from(c.col) >= b {
-                        return Err(BlockError::CoordinateOutOfRange {
-                            row: c.row.into(),
-                            col: c.col.into(),
-                            block: b,
-                        });
-                    }
-                    if prev.is_some_and(|p| p >= (c.row, c.col)) {
-                        return Err(BlockError::NotSorted(i));
-                    }
+                    check_coefficient(cfg, prev, i, c)?;
                     prev = Some((c.row, c.col));
-                    if c.field > max_field {
-                        return Err(BlockError::ValueRange("field wider than the layout's value bits"));
-                    }
-                    check_field(cfg.values, c.field)?;
                 }
             }
             Residual::Dense(d) => {
-                if !(1..=16).contains(&d.width) {
-                    return Err(BlockError::BadWidth(d.width));
-                }
-                if !(d.step.is_finite() && d.step > 0.0) {
-                    return Err(BlockError::BadStep);
-                }
+                check_width(d.width)?;
+                check_step(d.step)?;
                 if d.values.len() != cfg.block_area() {
                     return Err(BlockError::ValueRange("dense residual must hold b*b values"));
                 }
@@ -261,6 +209,46 @@ impl EncodedBlock {
     }
 }
 
+/// The scale rules of a sparse residual (finite, and within f16 when stored as f16).
+pub(crate) fn check_scale(cfg: &BlockConfig, scale: f32) -> Result<(), BlockError> {
+    finite(scale, "scale")?;
+    if cfg.values.scale_bytes(cfg.layout) == 2 {
+        finite(f16::from_f32(scale).to_f32(), "scale (beyond f16 range)")?;
+    }
+    Ok(())
+}
+
+/// The rules of sparse coefficient `i`, given the one before it (`prev`): coordinates inside the
+/// block, strictly ascending `(row, col)`, a field the layout and codec can hold.
+pub(crate) fn check_coefficient(
+    cfg: &BlockConfig,
+    prev: Option<(u16, u16)>,
+    i: usize,
+    c: &Coefficient,
+) -> Result<(), BlockError> {
+    let b = cfg.block;
+    if usize::from(c.row) >= b || usize::from(c.col) >= b {
+        return Err(BlockError::CoordinateOutOfRange { row: c.row.into(), col: c.col.into(), block: b });
+    }
+    if prev.is_some_and(|p| p >= (c.row, c.col)) {
+        return Err(BlockError::NotSorted(i));
+    }
+    if c.field > layout::field_max(cfg.layout, cfg.values) {
+        return Err(BlockError::ValueRange("field wider than the layout's value bits"));
+    }
+    check_field(cfg.values, c.field)
+}
+
+/// A dense residual's payload width: `1..=16` bits.
+pub(crate) fn check_width(width: u8) -> Result<(), BlockError> {
+    if (1..=16).contains(&width) { Ok(()) } else { Err(BlockError::BadWidth(width)) }
+}
+
+/// A dense residual's step: finite and positive.
+pub(crate) fn check_step(step: f32) -> Result<(), BlockError> {
+    if step.is_finite() && step > 0.0 { Ok(()) } else { Err(BlockError::BadStep) }
+}
+
 fn check_field(codec: ValueCodec, field: u32) -> Result<(), BlockError> {
     match codec {
         ValueCodec::F32 => {
@@ -275,7 +263,8 @@ fn check_field(codec: ValueCodec, field: u32) -> Result<(), BlockError> {
     Ok(())
 }
 
-fn write_params(p: &RbeParams, precision: ParamsPrecision, out: &mut Vec<u8>) {
+/// Appends the parameters in `precision` (nothing for `None`).
+pub(crate) fn write_params(p: &RbeParams, precision: ParamsPrecision, out: &mut Vec<u8>) {
     match precision {
         ParamsPrecision::None => {}
         ParamsPrecision::F32 => p.0.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes())),
@@ -283,69 +272,39 @@ fn write_params(p: &RbeParams, precision: ParamsPrecision, out: &mut Vec<u8>) {
     }
 }
 
-pub(crate) fn write_scale(scale: f32, bytes: usize, out: &mut Vec<u8>) {
-    match bytes {
+/// Appends a sparse residual's head: `K` and the scale (when the codec stores one).
+pub(crate) fn write_sparse_head(k: usize, scale: f32, cfg: &BlockConfig, out: &mut Vec<u8>) {
+    write_varint(out, k as u64);
+    match cfg.values.scale_bytes(cfg.layout) {
         0 => {}
         2 => out.extend_from_slice(&f16::from_f32(scale).to_le_bytes()),
         _ => out.extend_from_slice(&scale.to_le_bytes()),
     }
 }
 
-fn parse_sparse(bytes: &[u8], pos: &mut usize, k: usize, cfg: &BlockConfig) -> Result<SparseResidual, BlockError> {
-    let scale = read_scale(bytes, pos, cfg.values.scale_bytes(cfg.layout))?;
-    let entry = cfg.layout.entry_bytes();
-    let body = take(bytes, pos, k.checked_mul(entry).ok_or(BlockError::Truncated)?)?;
-    let mut coefficients = Vec::with_capacity(k);
-    for e in body.chunks_exact(entry) {
-        let (row, col, field) = layout::unpack_entry(cfg.layout, e)?;
-        coefficients.push(Coefficient { row, col, field });
-    }
-    let s = SparseResidual { scale, coefficients };
-    let block = EncodedBlock { params: RbeParams::default(), residual: Residual::Sparse(s) };
-    let cfg_no_params = BlockConfig { params: ParamsPrecision::None, ..*cfg };
-    block.validate(&cfg_no_params)?;
-    match block.residual {
-        Residual::Sparse(s) => Ok(s),
-        Residual::Dense(_) => unreachable!("constructed as sparse above"),
-    }
-}
-
-fn parse_dense(bytes: &[u8], pos: &mut usize, cfg: &BlockConfig) -> Result<DenseResidual, BlockError> {
-    let width = *take(bytes, pos, 1)?.first().ok_or(BlockError::Truncated)?;
-    if !(1..=16).contains(&width) {
-        return Err(BlockError::BadWidth(width));
-    }
-    let s = take(bytes, pos, 4)?;
-    let step = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-    if !(step.is_finite() && step > 0.0) {
-        return Err(BlockError::BadStep);
-    }
-    let n = cfg.block_area();
-    let payload = take(bytes, pos, dense_payload_bytes(n, width))?;
-    let mut q = vec![0i32; n];
-    unpack_bits(payload, width, &mut q)?;
-    let n_outliers = read_varint(bytes, pos, 3)?;
-    if n_outliers > n as u64 {
-        return Err(BlockError::BadOutlier("more outliers than coefficients"));
-    }
-    let list = take(bytes, pos, n_outliers as usize * 4)?;
-    let mut prev: Option<usize> = None;
-    for o in list.chunks_exact(4) {
-        let p = usize::from(u16::from_le_bytes([o[0], o[1]]));
-        let v = i16::from_le_bytes([o[2], o[3]]);
-        if p >= n {
-            return Err(BlockError::BadOutlier("position outside the block"));
+/// Appends a dense residual (format.md 3.3): head, width, step, the `width`-bit payload with
+/// zeros where a value does not fit, and those values as the outlier list.
+pub(crate) fn write_dense<T: Copy + Into<i32>>(
+    cfg: &BlockConfig,
+    width: u8,
+    step: f32,
+    values: &[T],
+    out: &mut Vec<u8>,
+) {
+    write_varint(out, cfg.dense_head());
+    out.push(width);
+    out.extend_from_slice(&step.to_le_bytes());
+    let fits = |v: i32| fits_width(v, width);
+    pack_bits(values.iter().map(|&v| v.into()).map(|v| if fits(v) { v } else { 0 }), width, out);
+    let n_outliers = values.iter().filter(|&&v| !fits(v.into())).count();
+    write_varint(out, n_outliers as u64);
+    for (i, &v) in values.iter().enumerate() {
+        let v: i32 = v.into();
+        if !fits(v) {
+            out.extend_from_slice(&(i as u16).to_le_bytes());
+            out.extend_from_slice(&(v as i16).to_le_bytes());
         }
-        if prev.is_some_and(|x| x >= p) {
-            return Err(BlockError::BadOutlier("positions not strictly ascending"));
-        }
-        if q[p] != 0 || fits_width(i32::from(v), width) {
-            return Err(BlockError::BadOutlier("outlier fits the payload width"));
-        }
-        prev = Some(p);
-        q[p] = i32::from(v);
     }
-    Ok(DenseResidual { width, step, values: q.into_iter().map(|v| v as i16).collect() })
 }
 
 /// Reference decoder for many blocks of one tensor: keeps the basis table, the transform plan and
@@ -376,8 +335,18 @@ impl BlockDecoder {
     /// Decodes `block` to `b * b` f64 values (row-major); valid until the next call.
     pub fn decode(&mut self, block: &EncodedBlock) -> &[f64] {
         block.residual_coefficients(&self.cfg, &mut self.buf);
+        self.finish(&block.params)
+    }
+
+    /// Decodes a block read in place (same values as [`BlockDecoder::decode`] of its owned form).
+    pub fn decode_view(&mut self, view: &BlockView<'_>) -> &[f64] {
+        view.residual_coefficients(self.cfg.block, &mut self.buf);
+        self.finish(view.params())
+    }
+
+    fn finish(&mut self, params: &RbeParams) -> &[f64] {
         self.plan.inverse(&mut self.buf);
-        self.basis.add_base(&block.params.0, &mut self.buf);
+        self.basis.add_base(&params.0, &mut self.buf);
         &self.buf
     }
 }

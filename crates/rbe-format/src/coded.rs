@@ -6,12 +6,16 @@
 //! cost 36-2862 times per tensor; one table per tensor costs a few hundred bytes once. rANS decodes a
 //! symbol with one table lookup and a multiply, and raw bits ride in the same stream.
 
-use crate::block::{Coefficient, DenseResidual, EncodedBlock, RbeParams, Residual, SparseResidual};
+use crate::block::{
+    Coefficient, EncodedBlock, Residual, check_coefficient, check_scale, check_step, write_dense, write_params,
+    write_sparse_head,
+};
 use crate::entropy::rans::{RansDecoder, RansEncoder};
 use crate::entropy::table::FreqTable;
 use crate::entropy::token::UintTokenizer;
 use crate::error::BlockError;
-use crate::settings::{BlockConfig, ParamsPrecision, ValueCodec};
+use crate::layout;
+use crate::settings::{BlockConfig, ValueCodec};
 use crate::varint::{read_varint, write_varint};
 use half::f16;
 
@@ -235,7 +239,7 @@ impl EntropyModel {
     /// Appends the coded form of `block`: raw parameter bytes, then the rANS body.
     pub fn encode_block(&self, block: &EncodedBlock, cfg: &BlockConfig, enc: &mut RansEncoder, out: &mut Vec<u8>) {
         let mut raw = Vec::with_capacity(32);
-        write_params_raw(&block.params, cfg.params, &mut raw);
+        write_params(&block.params, cfg.params, &mut raw);
         out.extend_from_slice(&raw);
         visit(block, cfg, self.default_step, &mut Coder { model: self, enc });
         enc.finish(out);
@@ -256,22 +260,66 @@ impl EntropyModel {
         Ok(v)
     }
 
-    /// Decodes one coded block (exactly `bytes`).
+    /// Decodes one coded block (exactly `bytes`) to an owned block.
     pub fn decode_block(&self, bytes: &[u8], cfg: &BlockConfig) -> Result<EncodedBlock, BlockError> {
+        let mut runtime = Vec::new();
+        self.decode_block_into(bytes, cfg, &mut Vec::new(), &mut runtime)?;
+        EncodedBlock::parse(&runtime, cfg)
+    }
+
+    /// Decodes one coded block (exactly `bytes`) straight to its runtime bytes (format.md 3.3),
+    /// appended to `out`, validating it by the rules of [`EncodedBlock::validate`] on the way.
+    /// `scratch` holds a dense block's values between decoding and packing. On error `out` is
+    /// left as it was.
+    pub fn decode_block_into(
+        &self,
+        bytes: &[u8],
+        cfg: &BlockConfig,
+        scratch: &mut Vec<i32>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BlockError> {
+        let start = out.len();
+        let r = self.decode_runtime(bytes, cfg, scratch, out);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+
+    fn decode_runtime(
+        &self,
+        bytes: &[u8],
+        cfg: &BlockConfig,
+        q: &mut Vec<i32>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BlockError> {
         let mut pos = 0;
-        let params = crate::block::read_params(bytes, &mut pos, cfg.params)?;
+        // Parameters are stored raw, exactly as in the runtime layout.
+        crate::block::read_params(bytes, &mut pos, cfg.params)?;
+        out.extend_from_slice(&bytes[..pos]);
         let mut dec = RansDecoder::new(&bytes[pos..])?;
         let head = self.uint(&mut dec, HEAD)?;
         let n = cfg.block_area();
-        let residual = if (head as usize) <= n {
-            let scale = match cfg.values.scale_bytes(cfg.layout) {
+        // A block that decodes but breaks a block rule reports the first broken rule, after a
+        // corrupt stream's own error (the order of decoding everything, then validating).
+        let mut invalid: Option<BlockError> = None;
+        let mut note = |r: Result<(), BlockError>| {
+            if let Err(e) = r {
+                invalid.get_or_insert(e);
+            }
+        };
+        if (head as usize) <= n {
+            let scale_bytes = cfg.values.scale_bytes(cfg.layout);
+            let scale = match scale_bytes {
                 0 => 1.0,
                 2 => f16::from_bits(dec.get_bits(16)? as u16).to_f32(),
                 _ => f32::from_bits(dec.get_bits(32)?),
             };
-            let mut coefficients = Vec::with_capacity(head as usize);
+            note(check_scale(cfg, scale));
+            write_sparse_head(head as usize, scale, cfg, out);
             let mut next = 0usize;
-            for _ in 0..head {
+            let mut prev = None;
+            for i in 0..head as usize {
                 let p = next + self.uint(&mut dec, GAP)? as usize;
                 if p >= n {
                     return Err(BlockError::CoordinateOutOfRange {
@@ -291,9 +339,11 @@ impl EntropyModel {
                         field_from(codec, m, sign)?
                     }
                 };
-                coefficients.push(Coefficient { row: (p / cfg.block) as u16, col: (p % cfg.block) as u16, field });
+                let c = Coefficient { row: (p / cfg.block) as u16, col: (p % cfg.block) as u16, field };
+                note(check_coefficient(cfg, prev, i, &c));
+                prev = Some((c.row, c.col));
+                layout::pack_entry(cfg.layout, c.row, c.col, c.field, out);
             }
-            Residual::Sparse(SparseResidual { scale, coefficients })
         } else if u64::from(head) == cfg.dense_head() {
             let width = self.uint(&mut dec, WIDTH)?;
             if !(1..=16).contains(&width) {
@@ -304,25 +354,16 @@ impl EntropyModel {
             } else {
                 f32::from_bits(dec.get_bits(32)?)
             };
-            let mut values = Vec::with_capacity(n);
+            note(check_step(step));
+            q.clear();
             for _ in 0..n {
-                values.push(i16_from_zigzag(self.uint(&mut dec, DENSE_VALUE)?)?);
+                q.push(i32::from(i16_from_zigzag(self.uint(&mut dec, DENSE_VALUE)?)?));
             }
-            Residual::Dense(DenseResidual { width: width as u8, step, values })
+            write_dense(cfg, width as u8, step, q, out);
         } else {
             return Err(BlockError::UnknownHead(u64::from(head)));
-        };
+        }
         dec.finish()?;
-        let block = EncodedBlock { params, residual };
-        block.validate(cfg)?;
-        Ok(block)
-    }
-}
-
-fn write_params_raw(p: &RbeParams, precision: ParamsPrecision, out: &mut Vec<u8>) {
-    match precision {
-        ParamsPrecision::None => {}
-        ParamsPrecision::F32 => p.0.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes())),
-        ParamsPrecision::F16 => p.0.iter().for_each(|t| out.extend_from_slice(&f16::from_f32(*t).to_le_bytes())),
+        invalid.map_or(Ok(()), Err)
     }
 }

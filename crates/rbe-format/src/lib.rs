@@ -3,10 +3,12 @@
 
 pub mod basis;
 pub mod block;
+pub mod codec;
 pub mod coded;
 pub mod container;
 pub mod entropy;
 pub mod error;
+pub mod grid;
 pub mod layout;
 pub mod settings;
 pub mod shared;
@@ -14,11 +16,14 @@ pub mod tensor;
 pub mod transform;
 pub mod values;
 pub mod varint;
+pub mod view;
 
 pub use block::{BlockDecoder, Coefficient, DenseResidual, EncodedBlock, RbeParams, Residual, SparseResidual};
 pub use container::{Entry, RbeFile, RbeWriter, SafetensorsWriter, VerbatimTensor};
 pub use error::{BlockError, FormatError};
+pub use grid::{BlockExtent, BlockGrid};
 pub use settings::{BLOCK_SIZES, BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
 pub use shared::SharedBytes;
 pub use tensor::{EncodedTensor, TensorDesc, checksum, stream_checksum, verbatim_checksum};
 pub use transform::TransformPlan;
+pub use view::{BlockView, DenseView, ResidualView, SparseView};

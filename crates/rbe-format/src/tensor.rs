@@ -1,14 +1,19 @@
 //! `EncodedTensor`: a tensor's description, block grid and runtime block stream (format.md 1, 4),
 //! with conversion to and from the stored stream and the reference decode to dense f32.
 
-use crate::block::{BlockDecoder, EncodedBlock, Residual};
+use crate::block::{BlockDecoder, EncodedBlock};
 use crate::coded::EntropyModel;
 use crate::entropy::rans::RansEncoder;
 use crate::error::{BlockError, FormatError};
+use crate::grid::BlockGrid;
 use crate::settings::{BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
 use crate::shared::SharedBytes;
+use crate::view::BlockView;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Blocks per parallel decoding run of an entropy-coded stream.
+const DECODE_RUN: usize = 64;
 
 /// Largest element count a tensor may declare (2^40).
 pub const MAX_ELEMENTS: u64 = 1 << 40;
@@ -126,9 +131,7 @@ pub struct EncodedTensor {
     name: String,
     desc: TensorDesc,
     cfg: BlockConfig,
-    rows: usize,
-    cols: usize,
-    grid: (usize, usize),
+    grid: BlockGrid,
     /// Runtime block bytes, concatenated.
     blocks: SharedBytes,
     /// End offset of each block in `blocks`.
@@ -145,9 +148,12 @@ impl EncodedTensor {
     pub fn from_blocks(name: &str, desc: TensorDesc, blocks: &[EncodedBlock]) -> Result<Self, FormatError> {
         let cfg = desc.block_config()?;
         let (rows, cols) = desc.matrix_shape().map_err(|e| FormatError::tensor(name, e))?;
-        let grid = (rows.div_ceil(cfg.block), cols.div_ceil(cfg.block));
-        if blocks.len() != grid.0 * grid.1 {
-            return Err(FormatError::tensor(name, format!("{} blocks for a {}x{} grid", blocks.len(), grid.0, grid.1)));
+        let grid = BlockGrid::new(rows, cols, cfg.block);
+        if blocks.len() != grid.count() {
+            return Err(FormatError::tensor(
+                name,
+                format!("{} blocks for a {}x{} grid", blocks.len(), grid.block_rows(), grid.block_cols()),
+            ));
         }
         let mut bytes = Vec::new();
         let mut ends = Vec::with_capacity(blocks.len());
@@ -155,7 +161,7 @@ impl EncodedTensor {
             b.write(&cfg, &mut bytes).map_err(|e| FormatError::block(name, i, e))?;
             ends.push(u32::try_from(bytes.len()).map_err(|_| FormatError::tensor(name, "stream exceeds 4 GiB"))?);
         }
-        Ok(EncodedTensor { name: name.to_owned(), desc, cfg, rows, cols, grid, blocks: bytes.into(), ends })
+        Ok(EncodedTensor { name: name.to_owned(), desc, cfg, grid, blocks: bytes.into(), ends })
     }
 
     /// Reads a stored stream (format.md 4, 5), checking the checksum when `verify_checksum`.
@@ -181,8 +187,8 @@ impl EncodedTensor {
                 )));
             }
         }
-        let grid = (rows.div_ceil(cfg.block), cols.div_ceil(cfg.block));
-        let n_blocks = grid.0 * grid.1;
+        let grid = BlockGrid::new(rows, cols, cfg.block);
+        let n_blocks = grid.count();
         let prelude_len =
             read_u32(&stream, 0).ok_or_else(|| err("stream shorter than its prelude length".into()))? as usize;
         let index_at = 4usize
@@ -220,35 +226,44 @@ impl EncodedTensor {
             Entropy::Rans => {
                 let model =
                     EntropyModel::read(&stream[4..index_at]).map_err(|e| err(format!("entropy prelude: {e}")))?;
-                // Blocks decode independently: in parallel, reassembled in order.
-                let pieces: Vec<Vec<u8>> = (0..n_blocks)
+                // Blocks decode independently: runs of them in parallel, each run written once
+                // in the runtime layout and the runs joined in order.
+                let runs: Vec<(Vec<u8>, Vec<usize>)> = (0..n_blocks.div_ceil(DECODE_RUN))
                     .into_par_iter()
-                    .map(|i| {
-                        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-                        let block = model
-                            .decode_block(&area[start..ends[i] as usize], &cfg)
-                            .map_err(|x| FormatError::block(name, i, x))?;
+                    .map(|run| {
+                        let (first, last) = (run * DECODE_RUN, ((run + 1) * DECODE_RUN).min(n_blocks));
                         let mut bytes = Vec::new();
-                        block.write(&cfg, &mut bytes).map_err(|x| FormatError::block(name, i, x))?;
-                        Ok(bytes)
+                        let mut run_ends = Vec::with_capacity(last - first);
+                        let mut scratch = Vec::new();
+                        for i in first..last {
+                            let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+                            model
+                                .decode_block_into(&area[start..ends[i] as usize], &cfg, &mut scratch, &mut bytes)
+                                .map_err(|x| FormatError::block(name, i, x))?;
+                            run_ends.push(bytes.len());
+                        }
+                        Ok((bytes, run_ends))
                     })
                     .collect::<Result<_, FormatError>>()?;
-                let total: usize = pieces.iter().map(Vec::len).sum();
+                let total: usize = runs.iter().map(|r| r.0.len()).sum();
                 let mut runtime = Vec::with_capacity(total);
                 let mut runtime_ends = Vec::with_capacity(n_blocks);
-                for p in pieces {
-                    runtime.extend_from_slice(&p);
-                    runtime_ends
-                        .push(u32::try_from(runtime.len()).map_err(|_| err("runtime stream exceeds 4 GiB".into()))?);
+                for (bytes, run_ends) in runs {
+                    let base = runtime.len();
+                    runtime.extend_from_slice(&bytes);
+                    for e in run_ends {
+                        runtime_ends
+                            .push(u32::try_from(base + e).map_err(|_| err("runtime stream exceeds 4 GiB".into()))?);
+                    }
                 }
                 (SharedBytes::from(runtime), runtime_ends)
             }
         };
-        let t = EncodedTensor { name: name.to_owned(), desc, cfg, rows, cols, grid, blocks, ends };
+        let t = EncodedTensor { name: name.to_owned(), desc, cfg, grid, blocks, ends };
         if t.desc.entropy == Entropy::None {
             // Raw blocks are read in place later: validate them all now so a bad block never
-            // surfaces in the middle of a product.
-            (0..n_blocks).into_par_iter().try_for_each(|i| t.block(i).map(drop))?;
+            // surfaces in the middle of a product. (Decoded blocks were validated as decoded.)
+            (0..n_blocks).into_par_iter().try_for_each(|i| t.view(i).map(drop))?;
         }
         Ok(t)
     }
@@ -345,15 +360,19 @@ impl EncodedTensor {
     }
     /// Rows of the 2-D matrix.
     pub fn rows(&self) -> usize {
-        self.rows
+        self.grid.rows()
     }
     /// Columns of the 2-D matrix.
     pub fn cols(&self) -> usize {
-        self.cols
+        self.grid.cols()
     }
     /// Block grid `(block rows, block columns)`.
     pub fn grid(&self) -> (usize, usize) {
-        self.grid
+        self.grid.dims()
+    }
+    /// The block grid: counts, numbering and extents of the blocks.
+    pub fn block_grid(&self) -> &BlockGrid {
+        &self.grid
     }
     /// Number of blocks.
     pub fn block_count(&self) -> usize {
@@ -365,33 +384,42 @@ impl EncodedTensor {
     }
     /// Valid `(height, width)` of block `i`.
     pub fn block_extent(&self, i: usize) -> (usize, usize) {
-        let (br, bc) = (i / self.grid.1, i % self.grid.1);
-        let b = self.cfg.block;
-        ((self.rows - br * b).min(b), (self.cols - bc * b).min(b))
+        self.grid.extent(i)
     }
     /// Runtime bytes of block `i` (section 3 layout), for in-place readers.
     pub fn block_bytes(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.blocks[start..self.ends[i] as usize]
     }
-    /// Parses block `i`.
+    /// The runtime block stream and the end offset of each block in it (shares the bytes).
+    pub fn runtime_stream(&self) -> (&SharedBytes, &[u32]) {
+        (&self.blocks, &self.ends)
+    }
+    /// A borrowed view of block `i`, read in place.
+    pub fn view(&self, i: usize) -> Result<BlockView<'_>, FormatError> {
+        BlockView::parse(self.block_bytes(i), &self.cfg).map_err(|e| FormatError::block(&self.name, i, e))
+    }
+    /// Views of every block, in block order (row-major over the grid).
+    pub fn blocks(&self) -> impl ExactSizeIterator<Item = Result<BlockView<'_>, FormatError>> + '_ {
+        (0..self.block_count()).map(|i| self.view(i))
+    }
+    /// Parses block `i` into an owned block (prefer [`EncodedTensor::view`] to read it).
     pub fn block(&self, i: usize) -> Result<EncodedBlock, FormatError> {
-        EncodedBlock::parse(self.block_bytes(i), &self.cfg).map_err(|e| FormatError::block(&self.name, i, e))
+        self.view(i).map(|v| v.to_block())
     }
 
     /// Reference decode to the dense row-major `rows x cols` matrix.
     pub fn decode(&self) -> Result<Vec<f32>, FormatError> {
-        let mut out = vec![0f32; self.rows * self.cols];
+        let cols = self.cols();
+        let mut out = vec![0f32; self.rows() * cols];
         let mut dec = BlockDecoder::new(self.cfg);
         let b = self.cfg.block;
-        for i in 0..self.block_count() {
-            let block = self.block(i)?;
-            let vals = dec.decode(&block);
-            let (h, w) = self.block_extent(i);
-            let (r0, c0) = ((i / self.grid.1) * b, (i % self.grid.1) * b);
-            for r in 0..h {
-                let dst = &mut out[(r0 + r) * self.cols + c0..][..w];
-                for (d, s) in dst.iter_mut().zip(&vals[r * b..r * b + w]) {
+        for (i, view) in self.blocks().enumerate() {
+            let vals = dec.decode_view(&view?);
+            let e = self.grid.block_extent(i);
+            for r in 0..e.height {
+                let dst = &mut out[(e.row0 + r) * cols + e.col0..][..e.width];
+                for (d, s) in dst.iter_mut().zip(&vals[r * b..r * b + e.width]) {
                     *d = *s as f32;
                 }
             }
@@ -402,12 +430,13 @@ impl EncodedTensor {
     /// Counts of (sparse, dense) blocks and the mean stored coefficients per block.
     pub fn residual_mix(&self) -> Result<(usize, usize, f64), FormatError> {
         let (mut sparse, mut dense, mut k) = (0, 0, 0usize);
-        for i in 0..self.block_count() {
-            let b = self.block(i)?;
-            k += b.coefficient_count();
-            match b.residual {
-                Residual::Sparse(_) => sparse += 1,
-                Residual::Dense(_) => dense += 1,
+        for view in self.blocks() {
+            let v = view?;
+            k += v.coefficient_count();
+            if v.is_dense() {
+                dense += 1;
+            } else {
+                sparse += 1;
             }
         }
         Ok((sparse, dense, k as f64 / self.block_count().max(1) as f64))

@@ -203,7 +203,7 @@ impl GpuContext {
                 for k in 0..N_PARAMS {
                     t.extend(basis.plane(k).iter().map(|&v| v as f32));
                 }
-                t.extend((0..128).map(|c| rbe_format::values::mulaw_expand(c) as f32));
+                t.extend_from_slice(rbe_format::codec::mulaw_table());
                 Arc::new(self.storage("rbe tables", bytemuck::cast_slice(&t)))
             })
             .clone()

@@ -154,7 +154,7 @@ impl GpuLinear {
         let name = tensor.name().to_owned();
         let cfg = *tensor.config();
         let (rows, cols) = (tensor.rows(), tensor.cols());
-        let (gr, gc) = tensor.grid();
+        let (gr, gc) = tensor.block_grid().dims();
         let b = cfg.block;
         let limit_err = |reason: String| GpuError::Limits { tensor: name.clone(), reason };
         if let Some(bias) = &bias

@@ -6,6 +6,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod chunks;
 pub mod generic;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -198,6 +200,21 @@ pub fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) 
     }
 }
 
+/// The arguments of a column-major block product, checked by [`cols_f32_prefetching`].
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+struct ColsJob<'a> {
+    /// The `b x b` block, column-major.
+    wt: &'a [f32],
+    /// The block to prefetch meanwhile (empty: none).
+    next: &'a [f32],
+    /// Block edge.
+    b: usize,
+    /// `nb` inputs of `b` values, `xstride` apart.
+    xs: &'a [f32],
+    xstride: usize,
+    nb: usize,
+}
+
 #[allow(clippy::too_many_arguments)]
 /// Column-major dense block times a batch: `out[v][r] += sum_c wt[c * b + r] * xs[v][c]`.
 pub fn cols_f32(
@@ -232,17 +249,13 @@ pub fn cols_f32_prefetching(
         return;
     }
     assert!(wt.len() >= b * b && xs.len() >= (nb - 1) * xstride + b && out.len() >= (nb - 1) * ostride + b);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    let job = ColsJob { wt, next, b, xs, xstride, nb };
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => {
-            let next = if next.is_empty() { std::ptr::null() } else { next.as_ptr() };
-            x86_64::cols_f32(isa, wt, next, b, xs, xstride, nb, out, ostride)
-        }
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => x86_64::cols_f32(isa, &job, out, ostride),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::NeonDot => {
-            prefetch(next);
-            aarch64::cols_f32(wt, b, xs, xstride, nb, out, ostride)
-        }
+        Isa::Neon | Isa::NeonDot => aarch64::cols_f32(&job, out, ostride),
         _ => generic::cols_f32(wt, b, xs, xstride, nb, out, ostride),
     }
 }

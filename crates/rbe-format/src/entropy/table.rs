@@ -302,34 +302,19 @@ fn quantise(counts: &[u64]) -> Vec<u32> {
     freqs
 }
 
-/// Appends `value` as an unsigned LEB128 varint.
-fn write_varint(out: &mut Vec<u8>, mut value: u32) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
+/// Appends `value` as an unsigned LEB128 varint ([`crate::varint`]).
+fn write_varint(out: &mut Vec<u8>, value: u32) {
+    crate::varint::write_varint(out, u64::from(value));
 }
 
-/// Reads a canonical (shortest form) unsigned LEB128 varint of at most 32 bits.
+/// Reads a canonical (shortest form) unsigned LEB128 varint of at most 32 bits
+/// ([`crate::varint`]), with the table reader's errors.
 fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u32, EntropyError> {
-    let mut value = 0u32;
-    for index in 0..5 {
-        let &byte = bytes.get(*pos).ok_or(EntropyError::Truncated)?;
-        *pos += 1;
-        let payload = u32::from(byte & 0x7f);
-        if index == 4 && payload > 0x0f {
-            return Err(EntropyError::TableInvalid("varint overflows 32 bits"));
-        }
-        value |= payload << (7 * index);
-        if byte & 0x80 == 0 {
-            if byte == 0 && index > 0 {
-                return Err(EntropyError::TableInvalid("non-canonical varint"));
-            }
-            return Ok(value);
-        }
+    match crate::varint::read_varint(bytes, pos, 5) {
+        Ok(v) => u32::try_from(v).map_err(|_| EntropyError::TableInvalid("varint overflows 32 bits")),
+        Err(crate::error::BlockError::Truncated) => Err(EntropyError::Truncated),
+        Err(_) => Err(EntropyError::TableInvalid("non-canonical or overlong varint")),
     }
-    Err(EntropyError::TableInvalid("varint overflows 32 bits"))
 }
 
 #[cfg(test)]
