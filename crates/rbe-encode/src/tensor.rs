@@ -76,6 +76,7 @@ pub fn encode_tensor(
     dtype: &str,
     settings: &EncodeSettings,
 ) -> Result<EncodedOutput, EncodeError> {
+    settings.validate()?;
     let (rows, cols) = matrix_shape(shape)
         .filter(|&(r, c)| r > 0 && c > 0)
         .ok_or_else(|| EncodeError::Settings(format!("tensor `{name}`: empty shape {shape:?}")))?;
