@@ -105,6 +105,18 @@ impl Layer {
         each!(self, l => l.bytes_per_call())
     }
 
+    /// Bytes the layer keeps resident (compressed weight, descriptors, bias; on the GPU the
+    /// uploaded stream).
+    pub fn resident_bytes(&self) -> usize {
+        match &self.inner {
+            #[cfg(feature = "cpu")]
+            Inner::Cpu(l) => l.resident_bytes(),
+            #[cfg(feature = "gpu")]
+            Inner::Gpu(l) => l.stream_bytes(),
+            Inner::Never(n) => match *n {},
+        }
+    }
+
     /// For [`Mode::ProgressiveCoarse`] on the CPU: `E` with `||y_coarse - y_full||_2 <= E ||x||_2`;
     /// 0 for every exact mode.
     pub fn coarse_error_bound(&self) -> f64 {
