@@ -87,8 +87,8 @@ fn backend_rows(backend: Backend, name: &str, t: &EncodedTensor, r: &Reference, 
                     // ||y_coarse - y_full||_2 <= E ||x||_2 for every input vector.
                     let cols = t.cols();
                     let xn = x.chunks(cols).map(|v| v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt());
-                    let bound = layer.coarse_error_bound() * max_abs(xn)
-                        / max_abs(y.iter().copied()).max(f64::MIN_POSITIVE);
+                    let bound =
+                        layer.coarse_error_bound() * max_abs(xn) / max_abs(y.iter().copied()).max(f64::MIN_POSITIVE);
                     row.tolerance = row.tolerance.max(bound + TOL_CPU_EXACT);
                 }
                 err = err.max(rel_err(&layer.forward_batch(x, *batch)?, y));

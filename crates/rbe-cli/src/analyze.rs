@@ -188,7 +188,9 @@ pub fn run(a: &AnalyzeArgs) -> anyhow::Result<()> {
 
 fn print_tables(r: &Analysis, a: &AnalyzeArgs) {
     println!("{}", r.quantiser);
-    println!("RBE: bits/weight = 8 x (stream + its header entries) / weights, as every rbe command counts; relative RMSE measured on the decode");
+    println!(
+        "RBE: bits/weight = 8 x (stream + its header entries) / weights, as every rbe command counts; relative RMSE measured on the decode"
+    );
     for t in &r.tensors {
         let shape: Vec<String> = t.shape.iter().map(ToString::to_string).collect();
         println!("\n{}  [{}]", t.name, shape.join(", "));
@@ -245,7 +247,11 @@ fn print_tables(r: &Analysis, a: &AnalyzeArgs) {
         }
     }
     if !r.skipped.is_empty() {
-        println!("\nnot analysed (not compressible: a float tensor of rank >= 2 with both sides >= {}): {} tensors", a.block, r.skipped.len());
+        println!(
+            "\nnot analysed (not compressible: a float tensor of rank >= 2 with both sides >= {}): {} tensors",
+            a.block,
+            r.skipped.len()
+        );
     }
 }
 
@@ -273,7 +279,8 @@ fn plot(r: &Analysis, path: &std::path::Path) -> anyhow::Result<()> {
         chart.draw_series(LineSeries::new(curve, color.stroke_width(1)))?;
     }
     for (m, color) in [("f16", BLACK), ("Q8_0", RED), ("Q4_0", MAGENTA)] {
-        let pts: Vec<(f64, f64)> = all.iter().filter(|p| p.method == m).map(|p| (p.bits_per_weight, p.rel_rmse.max(lo))).collect();
+        let pts: Vec<(f64, f64)> =
+            all.iter().filter(|p| p.method == m).map(|p| (p.bits_per_weight, p.rel_rmse.max(lo))).collect();
         chart
             .draw_series(pts.into_iter().map(|p| TriangleMarker::new(p, 5, color.filled())))?
             .label(m)

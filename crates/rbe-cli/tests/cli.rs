@@ -265,7 +265,8 @@ fn inspect_json_has_every_field() {
     let bpw = totals["bits_per_weight"].as_f64().expect("bits_per_weight");
     assert!((bpw - bytes as f64 * 8.0 / weights as f64).abs() < 1e-9);
     // Every tensor's share together stays within the file: the rest is the file's own header.
-    let charged: u64 = tensors.iter().map(|t| t["stream_bytes"].as_u64().unwrap() + t["header_bytes"].as_u64().unwrap()).sum();
+    let charged: u64 =
+        tensors.iter().map(|t| t["stream_bytes"].as_u64().unwrap() + t["header_bytes"].as_u64().unwrap()).sum();
     assert!(charged <= file_bytes && file_bytes - charged < 128, "{charged} of {file_bytes}");
 }
 

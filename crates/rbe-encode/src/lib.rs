@@ -19,8 +19,8 @@ pub mod tensor;
 
 pub use error::EncodeError;
 pub use model::{EncodeReport, ModelOptions, encode_model};
-pub use rbe_format::{ModelReport, TensorReport, Totals};
 pub use profile::Profile;
+pub use rbe_format::{ModelReport, TensorReport, Totals};
 pub use select::{Selection, compressible};
 pub use settings::{EncodeSettings, ParamsChoice, ResidualChoice, SettingsBuilder, SettingsError, Target};
 pub use source::{SourceModel, SourceTensor};

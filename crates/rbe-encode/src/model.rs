@@ -3,13 +3,13 @@
 //! give sharded outputs with their own index.
 
 use crate::error::EncodeError;
+use crate::select::Selection;
 use crate::settings::EncodeSettings;
 use crate::source::{Shard, SourceModel, SourceTensor};
-use crate::select::Selection;
 use crate::tensor::encode_tensor;
 use rbe_format::{Entry, ModelReport, RbeFile, RbeWriter, ShardIndex, TensorReport, stream_checksum};
-use std::collections::BTreeMap;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -264,7 +264,10 @@ mod tests {
     #[test]
     fn builder_fills_defaults_and_partners() {
         let s = EncodeSettings::builder().build().unwrap();
-        assert_eq!((s.target, s.profile, s.layout, s.values), (Target::RelRmse(0.05), Some(Profile::Balanced), Layout::P32, ValueCodec::Q16));
+        assert_eq!(
+            (s.target, s.profile, s.layout, s.values),
+            (Target::RelRmse(0.05), Some(Profile::Balanced), Layout::P32, ValueCodec::Q16)
+        );
         let s = EncodeSettings::builder().layout(Layout::P24).build().unwrap();
         assert_eq!(s.values, ValueCodec::Q9s);
         let s = EncodeSettings::builder().values(ValueCodec::F32).build().unwrap();

@@ -192,4 +192,3 @@ pub fn gpu_context() -> Result<rbe_gpu::GpuContext, LayerError> {
     let c = rbe_gpu::GpuContext::new()?;
     Ok(CTX.get_or_init(|| c).clone())
 }
-

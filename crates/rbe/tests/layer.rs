@@ -32,7 +32,8 @@ fn check_backend(backend: Backend) {
         .flat_map(|v| {
             let (dec, x, bias) = (&dec, &x, &bias);
             (0..rows).map(move |r| {
-                f64::from(bias[r]) + (0..cols).map(|c| f64::from(dec[r * cols + c]) * f64::from(x[v * cols + c])).sum::<f64>()
+                f64::from(bias[r])
+                    + (0..cols).map(|c| f64::from(dec[r * cols + c]) * f64::from(x[v * cols + c])).sum::<f64>()
             })
         })
         .collect();

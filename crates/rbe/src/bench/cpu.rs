@@ -98,7 +98,10 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
         modes.push(("rbe_sparse_mask", Mode::SparseMask));
     }
     if all || o.modes == ModeSet::Progressive {
-        modes.extend([("rbe_progressive_coarse", Mode::ProgressiveCoarse), ("rbe_progressive_full", Mode::ProgressiveFull)]);
+        modes.extend([
+            ("rbe_progressive_coarse", Mode::ProgressiveCoarse),
+            ("rbe_progressive_full", Mode::ProgressiveFull),
+        ]);
     }
     let layer = |mode| Layer::with_mode(tensor, None, Backend::Cpu, mode);
     let mut resident = 0;
@@ -135,7 +138,8 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
             cpu.clear_cache();
             drop(cold_layer.forward_batch_into(&x, nb, &mut y))
         });
-        let note = format!("cache {} blocks, emptied before each call: every block decoded", tensor.desc().cache_blocks);
+        let note =
+            format!("cache {} blocks, emptied before each call: every block decoded", tensor.desc().cache_blocks);
         results.push(row("rbe_full_cold", "cold", cold, err, cold_layer.bytes_per_call(), Some(note)));
     }
 
@@ -161,9 +165,19 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
 }
 
 /// candle's Q8_0, Q4_0 and Q4_K products of the reference weights, hot and cold.
-fn candle_rows(w: &[f32], rows: usize, cols: usize, x: &[f32], nb: usize, secs: f64, results: &mut Vec<Row>) -> Result<(), Error> {
+fn candle_rows(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    nb: usize,
+    secs: f64,
+    results: &mut Vec<Row>,
+) -> Result<(), Error> {
     let y_orig = gemm_f64(w, rows, cols, x, nb);
-    for (name, dt) in [("candle_q8_0", GgmlDType::Q8_0), ("candle_q4_0", GgmlDType::Q4_0), ("candle_q4_k", GgmlDType::Q4K)] {
+    for (name, dt) in
+        [("candle_q8_0", GgmlDType::Q8_0), ("candle_q4_0", GgmlDType::Q4_0), ("candle_q4_k", GgmlDType::Q4K)]
+    {
         if !cols.is_multiple_of(dt.block_size()) {
             let note = Some(format!("skipped: cols not a multiple of {}", dt.block_size()));
             results.push(row(name, "hot", f64::NAN, f64::NAN, 0, note));
