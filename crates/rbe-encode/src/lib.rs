@@ -7,6 +7,7 @@
 //! public model; it never writes bytes the format crate has not validated.
 #![deny(missing_docs)]
 
+mod blocks;
 pub mod error;
 pub mod fit;
 pub mod model;
