@@ -6,12 +6,12 @@ use rbe_format::EncodedTensor;
 
 /// Seeded N(0, 0.05) weights (the same matrices as `rbe bench --synthetic`).
 pub fn synthetic(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    rbe_encode::synthetic::noise_matrix(rows, cols, seed, 0.05)
+    rbe::bench::synthetic::noise_matrix(rows, cols, seed, rbe::bench::synthetic::BENCH_STD)
 }
 
 /// Encodes `synthetic(rows, cols)` at relative RMSE `rel` with default settings.
 pub fn encoded(rows: usize, cols: usize, rel: f64) -> (EncodedTensor, Vec<f32>) {
-    let data = synthetic(rows, cols, rbe_encode::synthetic::seed_for(rows, cols));
+    let data = synthetic(rows, cols, rbe::bench::synthetic::seed_for(rows, cols));
     let settings = EncodeSettings { target: Target::RelRmse(rel), profile: None, ..EncodeSettings::default() };
     match encode_tensor("bench", &data, &[rows, cols], "F32", &settings) {
         Ok(out) => (out.tensor, data),

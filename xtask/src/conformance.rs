@@ -2,11 +2,11 @@
 //! against the reference outputs; prints a table (or, with `--json`, one JSON document
 //! `{"results": [...]}` on stdout) and fails on any failure. Without a GPU adapter the GPU rows are
 //! skipped with a note, unless `RBE_REQUIRE_GPU=1`, which makes a missing adapter a failure.
+//! Both backends are driven through the backend-neutral `rbe::Layer`, the API users see.
 
 use crate::fixtures_gen::{DIR, TOL_CPU_EXACT, TOL_CPU_Q8, TOL_GPU};
 use anyhow::{Context, Result, bail};
-use rbe_cpu::{DecodeMode, Precision, RbeLinear};
-use rbe_gpu::{GpuContext, GpuError, GpuLinear, GpuMode};
+use rbe::{Backend, EncodedTensor, Layer, LayerError, Mode};
 use serde_json::{Value, json};
 
 /// One checked combination.
@@ -65,83 +65,61 @@ fn rel_err(got: &[f32], want: &[f64]) -> f64 {
     max_abs(diff) / scale
 }
 
-const CPU_MODES: [DecodeMode; 6] = [
-    DecodeMode::Full,
-    DecodeMode::DctDirect,
-    DecodeMode::DctDirectQ8,
-    DecodeMode::SparseMask,
-    DecodeMode::Progressive(Precision::Coarse),
-    DecodeMode::Progressive(Precision::Full),
-];
-
-fn cpu_rows(name: &str, t: &rbe_format::EncodedTensor, r: &Reference, rows: &mut Vec<Row>) {
-    for mode in CPU_MODES {
+/// Every mode of `backend` on fixture `name`: the products at batch 1 and 4 against the f64
+/// references (and, for the GPU's `decode`, the decoded matrix against the reference decode).
+fn backend_rows(backend: Backend, name: &str, t: &EncodedTensor, r: &Reference, rows: &mut Vec<Row>) {
+    let dec64: Vec<f64> = r.decode.iter().map(|&v| f64::from(v)).collect();
+    for &mode in backend.modes() {
         let mut row = Row {
-            backend: "cpu",
-            mode: mode.name(),
+            backend: backend.name(),
+            mode: "",
             fixture: name.to_owned(),
             max_rel_err: f64::NAN,
-            tolerance: TOL_CPU_EXACT,
+            tolerance: if backend == Backend::Gpu { TOL_GPU } else { TOL_CPU_EXACT },
             note: String::new(),
         };
-        match RbeLinear::new(t, None, mode) {
-            Err(e) => row.note = e.to_string(),
-            Ok(layer) => {
-                let mut err = 0f64;
-                for (batch, x, y) in &r.products {
-                    if mode == DecodeMode::Progressive(Precision::Coarse) {
-                        // ||y_coarse - y_full||_2 <= E ||x||_2 for every input vector.
-                        let cols = t.cols();
-                        let xn = x.chunks(cols).map(|v| v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt());
-                        let bound = layer.coarse_error_bound() * max_abs(xn)
-                            / max_abs(y.iter().copied()).max(f64::MIN_POSITIVE);
-                        row.tolerance = row.tolerance.max(bound + TOL_CPU_EXACT);
-                    }
-                    match layer.forward_batch(x, *batch) {
-                        Ok(got) => err = err.max(rel_err(&got, y)),
-                        Err(e) => {
-                            row.note = e.to_string();
-                            err = f64::NAN;
-                        }
-                    }
+        let mut run = || -> Result<f64, LayerError> {
+            let layer = Layer::with_mode(t, None, backend, mode)?;
+            row.mode = layer.mode_name();
+            let mut err = 0f64;
+            for (batch, x, y) in &r.products {
+                if mode == Mode::ProgressiveCoarse {
+                    // ||y_coarse - y_full||_2 <= E ||x||_2 for every input vector.
+                    let cols = t.cols();
+                    let xn = x.chunks(cols).map(|v| v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt());
+                    let bound =
+                        layer.coarse_error_bound() * max_abs(xn) / max_abs(y.iter().copied()).max(f64::MIN_POSITIVE);
+                    row.tolerance = row.tolerance.max(bound + TOL_CPU_EXACT);
                 }
-                if mode == DecodeMode::DctDirectQ8 {
-                    row.tolerance = TOL_CPU_Q8;
-                }
-                row.max_rel_err = err;
+                err = err.max(rel_err(&layer.forward_batch(x, *batch)?, y));
             }
+            if let (Backend::Gpu, Some(gpu)) = (backend, layer.as_gpu())
+                && mode == Mode::Decode
+            {
+                err = err.max(rel_err(&gpu.decode()?, &dec64));
+            }
+            Ok(err)
+        };
+        let result = run();
+        if mode == Mode::DctDirectQ8 {
+            row.tolerance = TOL_CPU_Q8;
+        }
+        match result {
+            Ok(e) => row.max_rel_err = e,
+            Err(e) => row.note = e.to_string(),
+        }
+        if row.mode.is_empty() {
+            row.mode = mode_name(backend, mode);
         }
         rows.push(row);
     }
 }
 
-fn gpu_rows(ctx: &GpuContext, name: &str, t: &rbe_format::EncodedTensor, r: &Reference, rows: &mut Vec<Row>) {
-    let dec64: Vec<f64> = r.decode.iter().map(|&v| f64::from(v)).collect();
-    for mode in GpuMode::ALL {
-        let mut row = Row {
-            backend: "gpu",
-            mode: mode.name(),
-            fixture: name.to_owned(),
-            max_rel_err: f64::NAN,
-            tolerance: TOL_GPU,
-            note: String::new(),
-        };
-        let run = || -> Result<f64, GpuError> {
-            let layer = GpuLinear::new(ctx, t, None, mode)?;
-            let mut err = 0f64;
-            for (batch, x, y) in &r.products {
-                err = err.max(rel_err(&layer.forward_batch(x, *batch)?, y));
-            }
-            if mode == GpuMode::Decode {
-                err = err.max(rel_err(&layer.decode()?, &dec64));
-            }
-            Ok(err)
-        };
-        match run() {
-            Ok(e) => row.max_rel_err = e,
-            Err(e) => row.note = e.to_string(),
-        }
-        rows.push(row);
+/// The backend's name of `mode`, for a row whose layer could not be built.
+fn mode_name(backend: Backend, mode: Mode) -> &'static str {
+    match backend {
+        Backend::Cpu => mode.cpu().name(),
+        Backend::Gpu => mode.gpu().map_or("?", |m| m.name()),
     }
 }
 
@@ -154,13 +132,10 @@ pub fn run(args: &[String]) -> Result<()> {
             .with_context(|| format!("no fixtures in {} (run `cargo xtask fixtures`)", dir.display()))?,
     )?;
     let fixtures = manifest["fixtures"].as_array().context("manifest without fixtures")?;
-    let required = rbe_gpu::gpu_required();
-    let (ctx, gpu_note) = match GpuContext::new() {
-        Ok(c) => {
-            let n = format!("GPU adapter: {}", c.adapter_name());
-            (Some(c), n)
-        }
-        Err(e) => (None, format!("GPU rows skipped: {e}")),
+    let required = rbe::gpu::gpu_required();
+    let (gpu, gpu_note) = match Backend::Gpu.probe() {
+        Ok(adapter) => (true, format!("GPU adapter: {adapter}")),
+        Err(e) => (false, format!("GPU rows skipped: {e}")),
     };
     eprintln!("{gpu_note}");
     let mut rows = Vec::new();
@@ -170,21 +145,21 @@ pub fn run(args: &[String]) -> Result<()> {
         let reference = dir.join(f["reference"].as_str().context("fixture without reference")?);
         for (path, key) in [(&rbe, "rbe_xxh3"), (&reference, "reference_xxh3")] {
             let got =
-                rbe_format::checksum(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+                rbe::format::checksum(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
             if Some(got.as_str()) != f[key].as_str() {
                 bail!("{}: checksum {got} does not match the manifest (run `cargo xtask fixtures`)", path.display());
             }
         }
-        let file = rbe_format::RbeFile::open(&rbe)?;
-        let t = file.tensor(f["tensor"].as_str().unwrap_or(crate::fixtures_gen::TENSOR))?;
+        let model = rbe::Model::open(&rbe)?;
+        let t = model.tensor(f["tensor"].as_str().unwrap_or(crate::fixtures_gen::TENSOR))?;
         let r = read_reference(&reference)?;
-        cpu_rows(name, &t, &r, &mut rows);
-        if let Some(ctx) = &ctx {
-            gpu_rows(ctx, name, &t, &r, &mut rows);
+        backend_rows(Backend::Cpu, name, &t, &r, &mut rows);
+        if gpu {
+            backend_rows(Backend::Gpu, name, &t, &r, &mut rows);
         }
     }
     let failed = rows.iter().filter(|r| !r.pass()).count();
-    let gpu_missing = ctx.is_none() && required;
+    let gpu_missing = !gpu && required;
     if json_out {
         let results: Vec<Value> = rows
             .iter()

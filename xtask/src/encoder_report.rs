@@ -3,8 +3,9 @@
 //! saving of entropy coding, and encode speed. Writes `target/reports/encoder.md`.
 
 use anyhow::Context;
-use rbe_encode::{EncodeSettings, ModelOptions, Profile, SourceModel, Target, encode_model};
-use rbe_format::{Entropy, Entry, RbeFile};
+use rbe::encode::{EncodeSettings, ModelOptions, Profile, SourceModel, Target, encode_model};
+use rbe::format::{Entropy, Entry};
+use rbe::{Model, TensorReport};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -20,31 +21,21 @@ struct Row {
     dense: usize,
 }
 
-/// Bits per weight of the compressed tensors, counted like the acceptance check: every byte of
-/// the file except verbatim tensor data, over the compressed tensors' weights.
+/// Bits per weight of the compressed tensors from the bytes on disk (`rbe::ModelReport`'s totals,
+/// counted like the acceptance check: every byte of the file except verbatim tensor data, over the
+/// compressed tensors' weights), the worst recorded relative RMSE, sparse and dense block counts.
 fn file_bpw(path: &Path) -> anyhow::Result<(f64, f64, usize, usize)> {
-    let file = RbeFile::open(path)?;
-    let size = std::fs::metadata(path)?.len() as f64;
-    let (mut verbatim, mut weights, mut worst) = (0.0, 0.0, 0.0f64);
-    let (mut sparse, mut dense) = (0, 0);
-    for (name, e) in file.entries() {
-        match e {
-            Entry::Verbatim(v) => verbatim += v.data.len() as f64,
-            Entry::Compressed { desc, .. } => {
-                let t = file.tensor(name)?;
-                weights += (t.rows() * t.cols()) as f64;
-                worst = worst.max(desc.rel_rmse);
-                sparse += desc.sparse;
-                dense += desc.dense;
-            }
-        }
-    }
-    Ok((8.0 * (size - verbatim) / weights, worst, sparse, dense))
+    let report = Model::open(path)?.report();
+    let compressed = report.tensors.iter().filter(|t| t.compressed);
+    let worst = compressed.clone().filter_map(|t| t.rel_rmse).fold(0.0f64, f64::max);
+    let sparse = compressed.clone().filter_map(|t| t.blocks_sparse).sum();
+    let dense = compressed.filter_map(|t| t.blocks_dense).sum();
+    Ok((report.totals.bits_per_weight.unwrap_or(f64::NAN), worst, sparse, dense))
 }
 
 /// Worst relative RMSE of the file's compressed tensors against the source, decoded here.
 fn measured_worst(path: &Path, source: &SourceModel) -> anyhow::Result<f64> {
-    let file = RbeFile::open(path)?;
+    let file = Model::open(path)?;
     let mut worst = 0.0f64;
     for t in source.tensors() {
         if let Some(Entry::Compressed { .. }) = file.entry(&t.name) {
@@ -68,7 +59,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let tmp = out_dir.join("encoder-report.rbe");
     let linear = ModelOptions { include: vec![LINEAR.into()], ..ModelOptions::default() };
-    let quiet = |_: &rbe_encode::TensorReport, _: u64, _: u64| {};
+    let quiet = |_: &TensorReport, _: u64, _: u64| {};
     let mut targets: Vec<(String, Target, Option<Profile>)> = vec![
         ("--rel-rmse 0.09 (goal <= 3.8 bpw; Q4_0 4.5)".into(), Target::RelRmse(0.09), None),
         ("--rel-rmse 0.0735 (Q4_K's error)".into(), Target::RelRmse(0.0735), None),

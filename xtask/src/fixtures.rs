@@ -3,8 +3,8 @@
 //! `fixtures/minilm/weights.safetensors`. Deterministic: running it twice gives the same bytes.
 
 use anyhow::Context;
-use rbe_encode::SourceModel;
-use rbe_format::SafetensorsWriter;
+use rbe::encode::SourceModel;
+use rbe::format::SafetensorsWriter;
 
 /// The tensors shipped in `fixtures/minilm`.
 pub const SLICES: [&str; 2] =

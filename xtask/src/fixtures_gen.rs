@@ -9,8 +9,8 @@
 
 use anyhow::{Context, Result, bail};
 use half::f16;
-use rbe_encode::{EncodeSettings, ParamsChoice, ResidualChoice, Target};
-use rbe_format::{
+use rbe::encode::{EncodeSettings, ParamsChoice, ResidualChoice, Target};
+use rbe::format::{
     BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout,
     ParamsPrecision, RbeParams, RbeWriter, Residual, SafetensorsWriter, SparseResidual, TensorDesc, Transform,
     ValueCodec,
@@ -292,7 +292,7 @@ pub fn generate(dir: &Path) -> Result<Vec<String>> {
     for spec in specs()? {
         let (tensor, stream, kind) = match spec.source {
             Source::Encoded { data, settings, kind } => {
-                let out = rbe_encode::encode_tensor(TENSOR, &data, &[spec.rows, spec.cols], "F32", &settings)
+                let out = rbe::encode::encode_tensor(TENSOR, &data, &[spec.rows, spec.cols], "F32", &settings)
                     .with_context(|| format!("encoding fixture {}", spec.name))?;
                 (out.tensor, out.stream.to_vec(), kind)
             }
@@ -306,7 +306,7 @@ pub fn generate(dir: &Path) -> Result<Vec<String>> {
         w.add_compressed(TENSOR, tensor.desc(), &stream)?;
         w.finish()?;
         // Reload exactly what a reader sees (entropy coding undone).
-        let file = rbe_format::RbeFile::open(&dir.join(&rbe_name))?;
+        let file = rbe::format::RbeFile::open(&dir.join(&rbe_name))?;
         let t = file.tensor(TENSOR)?;
         let (rows, cols) = (t.rows(), t.cols());
         let w64 = reference_f64(&t)?;
@@ -348,8 +348,8 @@ pub fn generate(dir: &Path) -> Result<Vec<String>> {
             "sparse_blocks": sparse,
             "dense_blocks": dense,
             "k_mean": (k_mean * 1000.0).round() / 1000.0,
-            "rbe_xxh3": rbe_format::checksum(&std::fs::read(dir.join(&rbe_name))?),
-            "reference_xxh3": rbe_format::checksum(&std::fs::read(dir.join(&ref_name))?),
+            "rbe_xxh3": rbe::format::checksum(&std::fs::read(dir.join(&rbe_name))?),
+            "reference_xxh3": rbe::format::checksum(&std::fs::read(dir.join(&ref_name))?),
         }));
         files.push(rbe_name);
         files.push(ref_name);

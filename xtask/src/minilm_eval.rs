@@ -18,10 +18,10 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use rayon::prelude::*;
 use rbe::DecodeMode;
+use rbe::TensorReport;
 use rbe::candle::{RbeCandleLinear, ggml_bits_per_weight, ggml_roundtrip};
-use rbe_encode::{EncodeSettings, Profile, Target, encode_tensor};
-use rbe_format::EncodedTensor;
-use rbe_format::container::TENSOR_KEY;
+use rbe::encode::{EncodeSettings, Profile, Target, encode_tensor};
+use rbe::format::EncodedTensor;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -189,14 +189,13 @@ impl Linears {
     }
 }
 
-/// RBE-encodes every Linear: decoded weights, the loaded tensors, and bits per weight counted like
-/// `rbe encode --json` (stream + the tensor's metadata JSON entry).
+/// RBE-encodes every Linear: decoded weights, the loaded tensors, and bits per weight counted as
+/// every `rbe` command counts them (`rbe::report`: stream + the tensor's header entries).
 fn encode_all(lin: &Linears, settings: &EncodeSettings) -> anyhow::Result<(Vec<Vec<f32>>, Vec<EncodedTensor>, f64)> {
     let (mut decoded, mut tensors, mut bytes) = (Vec::new(), Vec::new(), 0u64);
     for (name, shape, data) in &lin.items {
         let out = encode_tensor(name, data, shape, "F32", settings)?;
-        let desc = serde_json::to_string(out.tensor.desc())?;
-        bytes += (out.stream.len() + TENSOR_KEY.len() + name.len() + desc.len() + 8) as u64;
+        bytes += TensorReport::compressed(name, out.tensor.desc()).cost_bytes();
         decoded.push(out.tensor.decode()?);
         tensors.push(out.tensor);
     }
@@ -391,7 +390,7 @@ fn render(rows: &[Row], sentences: &[String], compact_mean: f64, compact_min: f6
          the attention mask + L2 norm, candle-transformers' BERT (f32, CPU). Only the 36 `encoder.layer.*` \
          Linear weights (10.6 M values) change; everything else stays original. Cosine is to the original \
          model's embedding of the same sentence. Bits/weight: RBE from the stored bytes (stream + the \
-         tensor's metadata JSON, as `rbe encode --json` counts); GGUF types from their block sizes. \
+         tensor's header entries, as every `rbe` command counts); GGUF types from their block sizes. \
          Relative RMSE = rmse / std, mean over the 36 matrices.\n",
         sentences.len()
     );

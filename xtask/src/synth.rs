@@ -2,7 +2,7 @@
 //! weights, std 0.02, 4096 x 16384 tensors, 8 per shard) to measure encoding at scale.
 
 use anyhow::{Context, bail};
-use rbe_format::SafetensorsWriter;
+use rbe::format::SafetensorsWriter;
 
 const ROWS: usize = 4096;
 const COLS: usize = 16384;

@@ -1,15 +1,14 @@
-//! `rbe analyze IN.safetensors [--json] [--plot rd.svg]`: per 2-D tensor, the rate-distortion curve
+//! `rbe analyze IN.safetensors [--json] [--plot rd.svg]`: per compressible tensor (`rbe::compressible`,
+//! the rule `rbe encode` applies), the rate-distortion curve
 //! of RBE at several relative-error targets against f16 and GGUF-style Q8_0 / Q4_0 (candle's
 //! quantiser, through `rbe::candle::ggml_roundtrip`), and a recommendation: the RBE size at Q8_0's
 //! and at Q4_0's measured error.
 
 use anyhow::Context;
-use candle_core::quantized::GgmlDType;
 use indicatif::{ProgressBar, ProgressStyle};
-use rbe::candle::{ggml_bits_per_weight, ggml_roundtrip};
-use rbe_encode::tensor::matrix_shape;
-use rbe_encode::{EncodeSettings, SourceModel, Target, encode_tensor};
-use rbe_format::container::TENSOR_KEY;
+use rbe::candle::{GgmlDType, ggml_bits_per_weight, ggml_roundtrip};
+use rbe::encode::tensor::matrix_shape;
+use rbe::{EncodeSettings, SourceModel, Target, TensorReport, compressible, encode_tensor};
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -43,7 +42,7 @@ struct Point {
     method: String,
     /// The RBE target (relative RMSE), if this is an RBE point.
     target: Option<f64>,
-    bpw: f64,
+    bits_per_weight: f64,
     rel_rmse: f64,
 }
 
@@ -51,9 +50,9 @@ struct Point {
 #[derive(Serialize)]
 struct Match {
     against: String,
-    their_bpw: f64,
+    their_bits_per_weight: f64,
     their_rel_rmse: f64,
-    rbe_bpw: f64,
+    rbe_bits_per_weight: f64,
     rbe_rel_rmse: f64,
     /// Relative size saving of RBE (positive: RBE smaller).
     saving: f64,
@@ -84,18 +83,17 @@ fn rel_rmse(orig: &[f32], approx: &[f32]) -> f64 {
     if var > 0.0 { (mse / var).sqrt() } else { mse.sqrt() }
 }
 
-/// RBE at one target: bits per weight from the stored bytes (stream + the metadata JSON entry, as
-/// `rbe encode --json` counts) and the relative RMSE the encoder measured on the decode.
+/// RBE at one target: bits per weight as every command counts them (`rbe::report`: stream plus
+/// the tensor's header entries) and the relative RMSE the encoder measured on the decode.
 fn rbe_point(name: &str, data: &[f32], shape: &[usize], block: usize, target: f64) -> anyhow::Result<Point> {
-    let settings = EncodeSettings { target: Target::RelRmse(target), profile: None, block, ..Default::default() };
+    let settings = EncodeSettings::builder().target(Target::RelRmse(target)).block(block).build()?;
     let out = encode_tensor(name, data, shape, "F32", &settings)?;
-    let desc = out.tensor.desc();
-    let meta = TENSOR_KEY.len() + name.len() + serde_json::to_string(desc)?.len() + 8;
+    let report = TensorReport::compressed(name, out.tensor.desc());
     Ok(Point {
         method: format!("rbe@{target}"),
         target: Some(target),
-        bpw: 8.0 * (out.stream.len() + meta) as f64 / data.len() as f64,
-        rel_rmse: desc.rel_rmse,
+        bits_per_weight: report.bits_per_weight.unwrap_or(f64::NAN),
+        rel_rmse: out.tensor.desc().rel_rmse,
     })
 }
 
@@ -103,7 +101,7 @@ fn analyse(name: &str, data: &[f32], shape: &[usize], a: &AnalyzeArgs) -> anyhow
     let cols = matrix_shape(shape).map_or(0, |(_, c)| c);
     let mut points = Vec::new();
     let f16: Vec<f32> = data.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
-    points.push(Point { method: "f16".into(), target: None, bpw: 16.0, rel_rmse: rel_rmse(data, &f16) });
+    points.push(Point { method: "f16".into(), target: None, bits_per_weight: 16.0, rel_rmse: rel_rmse(data, &f16) });
     let mut ggml = Vec::new();
     for (label, dt) in [("Q8_0", GgmlDType::Q8_0), ("Q4_0", GgmlDType::Q4_0)] {
         // Row-aligned blocks only, as GGUF stores them.
@@ -112,7 +110,7 @@ fn analyse(name: &str, data: &[f32], shape: &[usize], a: &AnalyzeArgs) -> anyhow
             let p = Point {
                 method: label.into(),
                 target: None,
-                bpw: ggml_bits_per_weight(dt),
+                bits_per_weight: ggml_bits_per_weight(dt),
                 rel_rmse: rel_rmse(data, &deq),
             };
             ggml.push(p.clone());
@@ -128,11 +126,11 @@ fn analyse(name: &str, data: &[f32], shape: &[usize], a: &AnalyzeArgs) -> anyhow
             .with_context(|| format!("`{name}` at {}'s error", g.method))?;
         recommendation.push(Match {
             against: g.method.clone(),
-            their_bpw: g.bpw,
+            their_bits_per_weight: g.bits_per_weight,
             their_rel_rmse: g.rel_rmse,
-            rbe_bpw: p.bpw,
+            rbe_bits_per_weight: p.bits_per_weight,
             rbe_rel_rmse: p.rel_rmse,
-            saving: 1.0 - p.bpw / g.bpw,
+            saving: 1.0 - p.bits_per_weight / g.bits_per_weight,
         });
     }
     Ok(TensorAnalysis { name: name.to_owned(), shape: shape.to_vec(), weights: data.len(), points, recommendation })
@@ -145,11 +143,9 @@ pub fn run(a: &AnalyzeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--targets: {t} is not a positive relative RMSE");
     }
     let model = SourceModel::open(&a.input)?;
-    let is_matrix =
-        |shape: &[usize]| shape.len() == 2 && matrix_shape(shape).is_some_and(|(r, c)| r >= a.block && c >= a.block);
     let (mut chosen, mut skipped) = (Vec::new(), Vec::new());
     for t in model.tensors() {
-        if t.is_float() && is_matrix(&t.shape) { chosen.push(t) } else { skipped.push(t.name.clone()) }
+        if compressible(&t.dtype, &t.shape, a.block) { chosen.push(t) } else { skipped.push(t.name.clone()) }
     }
     let bar = if !a.json && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(chosen.iter().map(|t| t.elements() as u64).sum());
@@ -192,21 +188,23 @@ pub fn run(a: &AnalyzeArgs) -> anyhow::Result<()> {
 
 fn print_tables(r: &Analysis, a: &AnalyzeArgs) {
     println!("{}", r.quantiser);
-    println!("RBE: bits/weight from the stored bytes (stream + metadata), relative RMSE measured on the decode");
+    println!(
+        "RBE: bits/weight = 8 x (stream + its header entries) / weights, as every rbe command counts; relative RMSE measured on the decode"
+    );
     for t in &r.tensors {
         let shape: Vec<String> = t.shape.iter().map(ToString::to_string).collect();
         println!("\n{}  [{}]", t.name, shape.join(", "));
         println!("  {:<12} {:>8} {:>10}", "method", "bpw", "rel-rmse");
         for p in &t.points {
-            println!("  {:<12} {:>8.3} {:>10.5}", p.method, p.bpw, p.rel_rmse);
+            println!("  {:<12} {:>8.3} {:>10.5}", p.method, p.bits_per_weight, p.rel_rmse);
         }
         for m in &t.recommendation {
             println!(
                 "  -> at {}'s error ({:.5}): RBE {:.3} bpw vs {:.3} ({:+.1}% size)",
                 m.against,
                 m.their_rel_rmse,
-                m.rbe_bpw,
-                m.their_bpw,
+                m.rbe_bits_per_weight,
+                m.their_bits_per_weight,
                 -100.0 * m.saving
             );
         }
@@ -221,7 +219,7 @@ fn print_tables(r: &Analysis, a: &AnalyzeArgs) {
             let (mut bits, mut n, mut rel) = (0.0, 0usize, 0.0f64);
             for t in &r.tensors {
                 if let Some(p) = t.points.iter().find(|p| p.method == m) {
-                    bits += p.bpw * t.weights as f64;
+                    bits += p.bits_per_weight * t.weights as f64;
                     n += t.weights;
                     rel = rel.max(p.rel_rmse);
                 }
@@ -234,8 +232,8 @@ fn print_tables(r: &Analysis, a: &AnalyzeArgs) {
             let (mut ours, mut theirs) = (0.0, 0.0);
             for t in &r.tensors {
                 if let Some(m) = t.recommendation.iter().find(|m| m.against == g) {
-                    ours += m.rbe_bpw * t.weights as f64;
-                    theirs += m.their_bpw * t.weights as f64;
+                    ours += m.rbe_bits_per_weight * t.weights as f64;
+                    theirs += m.their_bits_per_weight * t.weights as f64;
                 }
             }
             if theirs > 0.0 {
@@ -249,7 +247,11 @@ fn print_tables(r: &Analysis, a: &AnalyzeArgs) {
         }
     }
     if !r.skipped.is_empty() {
-        println!("\nnot analysed (not a float matrix with both sides >= {}): {} tensors", a.block, r.skipped.len());
+        println!(
+            "\nnot analysed (not compressible: a float tensor of rank >= 2 with both sides >= {}): {} tensors",
+            a.block,
+            r.skipped.len()
+        );
     }
 }
 
@@ -258,7 +260,7 @@ fn plot(r: &Analysis, path: &std::path::Path) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (1000, 650)).into_drawing_area();
     root.fill(&WHITE)?;
     let all: Vec<&Point> = r.tensors.iter().flat_map(|t| &t.points).collect();
-    let xmax = all.iter().map(|p| p.bpw).fold(1.0, f64::max) * 1.05;
+    let xmax = all.iter().map(|p| p.bits_per_weight).fold(1.0, f64::max) * 1.05;
     let pos: Vec<f64> = all.iter().map(|p| p.rel_rmse).filter(|&v| v > 0.0).collect();
     let lo = pos.iter().copied().fold(f64::INFINITY, f64::min).min(1e-3) / 2.0;
     let hi = pos.iter().copied().fold(0.0, f64::max).max(1e-2) * 2.0;
@@ -272,12 +274,13 @@ fn plot(r: &Analysis, path: &std::path::Path) -> anyhow::Result<()> {
     for (i, t) in r.tensors.iter().enumerate() {
         let color = Palette99::pick(i);
         let mut curve: Vec<(f64, f64)> =
-            t.points.iter().filter(|p| p.target.is_some()).map(|p| (p.bpw, p.rel_rmse.max(lo))).collect();
+            t.points.iter().filter(|p| p.target.is_some()).map(|p| (p.bits_per_weight, p.rel_rmse.max(lo))).collect();
         curve.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart.draw_series(LineSeries::new(curve, color.stroke_width(1)))?;
     }
     for (m, color) in [("f16", BLACK), ("Q8_0", RED), ("Q4_0", MAGENTA)] {
-        let pts: Vec<(f64, f64)> = all.iter().filter(|p| p.method == m).map(|p| (p.bpw, p.rel_rmse.max(lo))).collect();
+        let pts: Vec<(f64, f64)> =
+            all.iter().filter(|p| p.method == m).map(|p| (p.bits_per_weight, p.rel_rmse.max(lo))).collect();
         chart
             .draw_series(pts.into_iter().map(|p| TriangleMarker::new(p, 5, color.filled())))?
             .label(m)

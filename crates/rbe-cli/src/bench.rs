@@ -1,22 +1,14 @@
-//! `rbe bench`: times every CPU decode mode of `rbe-cpu` against dense f32 (hand-written SIMD
-//! GEMV, or the `gemm` crate for batches) and candle's `QMatMul` (Q8_0, Q4_0, Q4_K), hot (same
-//! weights again and again) and cold (cycling through >= 1 GiB of weight copies so every call
-//! streams from DRAM). Prints a table, or `--json`, and optionally an SVG chart.
-//!
-//! Errors: `max_rel_err = max |y - y_ref| / max |y_ref|` against an f64 product. RBE methods and
-//! `dense_f32` are compared with the *decoded* weights; candle's quantised methods with the
-//! original f32 weights (synthetic runs; for files, the decoded weights stand in for them).
+//! `rbe bench`: parses the arguments, runs `rbe::bench::cpu::run` (every CPU mode of `rbe::Layer`
+//! against dense f32 and candle's `QMatMul`, hot and cold) or `rbe::bench::gpu::run`, and prints a
+//! table, or `--json`, and optionally an SVG chart. What is measured and how is documented in
+//! `rbe::bench`.
 
-use anyhow::{Context, Result, anyhow, bail};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Device, Module, Tensor};
-use rbe_cpu::dense::{gemm_f64, max_rel_err};
-use rbe_cpu::{DecodeMode, Isa, Precision, RbeLinear};
-use rbe_encode::{EncodeSettings, Target, encode_tensor};
-use rbe_format::{EncodedTensor, RbeFile};
-use serde::Serialize;
+use crate::verify::cli_error;
+use anyhow::{Result, anyhow, bail};
+use rbe::bench::cpu::{self, CpuBench, ModeSet};
+use rbe::bench::{BenchReport as Report, Row};
+use rbe::{EncodedTensor, Model};
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// `rbe bench FILE --tensor NAME | --synthetic RxC [--rel-rmse X] [options]`
 #[derive(clap::Args)]
@@ -62,76 +54,7 @@ pub struct BenchArgs {
     pub backend: String,
 }
 
-#[derive(Serialize, Clone)]
-struct Row {
-    method: String,
-    cache: &'static str,
-    median_us: f64,
-    max_rel_err: f64,
-    bytes_read: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
-}
-
-#[derive(Serialize)]
-struct CachePoint {
-    cache_blocks: usize,
-    hit_rate: f64,
-    median_us: f64,
-}
-
-#[derive(Serialize)]
-struct Report {
-    shape: [usize; 2],
-    threads: usize,
-    batch: usize,
-    rbe_isa: &'static str,
-    candle_avx2_build: bool,
-    stream_bytes: usize,
-    resident_bytes: usize,
-    rel_rmse: f64,
-    results: Vec<Row>,
-    cache_study: Vec<CachePoint>,
-}
-
-const COLD_BYTES: usize = 1 << 30;
-
-/// Seeded N(0, 0.05) weights.
-fn synthetic(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    rbe_encode::synthetic::noise_matrix(rows, cols, seed, 0.05)
-}
-
-fn encode_synthetic(rows: usize, cols: usize, rel: f64) -> Result<(EncodedTensor, Vec<f32>)> {
-    let data = synthetic(rows, cols, rbe_encode::synthetic::seed_for(rows, cols));
-    let settings = EncodeSettings { target: Target::RelRmse(rel), profile: None, ..EncodeSettings::default() };
-    let out = encode_tensor("synthetic", &data, &[rows, cols], "F32", &settings).map_err(|e| anyhow!("{e}"))?;
-    Ok((out.tensor, data))
-}
-
-/// Median microseconds of `f(i)` over enough runs to fill about `seconds`.
-fn time<F: FnMut(usize)>(seconds: f64, mut f: F) -> f64 {
-    for i in 0..3 {
-        f(i);
-    }
-    let t = Instant::now();
-    f(3);
-    let one = t.elapsed().as_secs_f64().max(1e-7);
-    let runs = ((seconds / one) as usize).clamp(7, 2000);
-    let mut v: Vec<f64> = (0..runs)
-        .map(|i| {
-            let t = Instant::now();
-            f(i + 4);
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn copies(bytes: usize) -> usize {
-    COLD_BYTES.div_ceil(bytes.max(1)).max(2)
-}
-
+/// Runs `rbe bench` on a pool of `--threads` workers.
 pub fn run(a: &BenchArgs) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads.max(1)).build()?;
     pool.install(|| bench(a))
@@ -145,216 +68,39 @@ fn bench(a: &BenchArgs) -> Result<()> {
             if rows == 0 || cols == 0 {
                 bail!("--synthetic needs non-zero sizes");
             }
-            let (t, d) = encode_synthetic(rows, cols, a.rel_rmse)?;
+            let (t, d) = cpu::synthetic_tensor(rows, cols, a.rel_rmse).map_err(cli_error)?;
             (t, Some(d))
         }
         (None, Some(path)) => {
             let name = a.tensor.as_deref().ok_or_else(|| anyhow!("--tensor NAME is required with a file"))?;
-            let file = RbeFile::open(path).with_context(|| format!("opening {}", path.display()))?;
-            (file.tensor(name)?, None)
+            let model = Model::open(path).map_err(cli_error)?;
+            (model.tensor(name).map_err(cli_error)?, None)
         }
         _ => bail!("give either FILE --tensor NAME or --synthetic ROWSxCOLS"),
     };
-    let (rows, cols, nb) = (tensor.rows(), tensor.cols(), a.batch.max(1));
-    let decoded = tensor.decode()?;
-    let reference_w = original.as_deref().unwrap_or(&decoded);
-    let x: Vec<f32> = synthetic(nb, cols, 99).iter().map(|v| v * 20.0).collect();
-    let y_dec = gemm_f64(&decoded, rows, cols, &x, nb);
-    let y_orig = gemm_f64(reference_w, rows, cols, &x, nb);
-    let secs = a.seconds;
-    if a.backend == "gpu" {
-        return bench_gpu(a, &tensor, &x, &y_dec, nb);
-    }
-    let mut results = Vec::new();
-
-    // dense f32
-    {
-        let isa = Isa::detected();
-        let run_dense = |w: &[f32], y: &mut [f32]| {
-            if nb == 1 {
-                rbe_cpu::dense::gemv(isa, w, rows, cols, &x, y);
-            } else {
-                gemm_f32(w, rows, cols, &x, nb, y, rayon::current_num_threads());
-            }
+    let report = if a.backend == "gpu" {
+        gpu_report(a, &tensor)?
+    } else {
+        let modes = match a.mode.as_str() {
+            "full" => ModeSet::Full,
+            "direct" => ModeSet::Direct,
+            "sparse-mask" => ModeSet::SparseMask,
+            "progressive" => ModeSet::Progressive,
+            _ => ModeSet::All,
         };
-        let mut y = vec![0f32; nb * rows];
-        run_dense(&decoded, &mut y);
-        let err = max_rel_err(&y, &y_dec);
-        let bytes = 4 * rows * cols;
-        let note = Some(if nb == 1 { format!("row-parallel {} GEMV", isa.name()) } else { "gemm crate".to_owned() });
-        let hot = time(secs, |_| run_dense(&decoded, &mut y));
-        results.push(Row {
-            method: "dense_f32".into(),
-            cache: "hot",
-            median_us: hot,
-            max_rel_err: err,
-            bytes_read: bytes,
-            note: note.clone(),
-        });
-        let ws: Vec<Vec<f32>> = (0..copies(bytes)).map(|_| decoded.clone()).collect();
-        let cold = time(secs, |i| run_dense(&ws[i % ws.len()], &mut y));
-        results.push(Row {
-            method: "dense_f32".into(),
-            cache: "cold",
-            median_us: cold,
-            max_rel_err: err,
-            bytes_read: bytes,
-            note,
-        });
-    }
-
-    // RBE modes
-    let mut modes: Vec<(&str, DecodeMode)> = Vec::new();
-    let all = a.mode == "all";
-    if all || a.mode == "direct" {
-        modes.push(("rbe_dct_direct", DecodeMode::DctDirect));
-        modes.push(("rbe_dct_direct_q8", DecodeMode::DctDirectQ8));
-    }
-    if all || a.mode == "sparse-mask" {
-        modes.push(("rbe_sparse_mask", DecodeMode::SparseMask));
-    }
-    if all || a.mode == "progressive" {
-        modes.push(("rbe_progressive_coarse", DecodeMode::Progressive(Precision::Coarse)));
-        modes.push(("rbe_progressive_full", DecodeMode::Progressive(Precision::Full)));
-    }
-    let mut resident = 0;
-    for (name, mode) in modes {
-        let layer = RbeLinear::new(&tensor, None, mode)?;
-        if mode == DecodeMode::DctDirect {
-            resident = layer.resident_bytes();
-        }
-        let mut y = vec![0f32; nb * rows];
-        layer.forward_batch_into(&x, nb, &mut y)?;
-        let err = max_rel_err(&y, &y_dec);
-        let bytes = layer.bytes_per_call();
-        let note = (mode == DecodeMode::Progressive(Precision::Coarse))
-            .then(|| format!("bound E*|x| = {:.3e}", layer.coarse_error_bound()));
-        let hot = time(secs, |_| drop(layer.forward_batch_into(&x, nb, &mut y)));
-        results.push(Row {
-            method: name.into(),
-            cache: "hot",
-            median_us: hot,
-            max_rel_err: err,
-            bytes_read: bytes,
-            note: note.clone(),
-        });
-        let mut layers = vec![layer];
-        while layers.len() < copies(layers[0].resident_bytes()) {
-            layers.push(RbeLinear::new(&tensor, None, mode)?);
-        }
-        let cold = time(secs, |i| drop(layers[i % layers.len()].forward_batch_into(&x, nb, &mut y)));
-        results.push(Row {
-            method: name.into(),
-            cache: "cold",
-            median_us: cold,
-            max_rel_err: err,
-            bytes_read: bytes,
-            note,
-        });
-    }
-    if all || a.mode == "full" {
-        let b = tensor.config().block;
-        let n_blocks = tensor.block_count();
-        let layer = RbeLinear::new(&tensor, None, DecodeMode::Full)?;
-        layer.set_cache_blocks(n_blocks);
-        let mut y = vec![0f32; nb * rows];
-        layer.forward_batch_into(&x, nb, &mut y)?;
-        let err = max_rel_err(&y, &y_dec);
-        let hot = time(secs, |_| drop(layer.forward_batch_into(&x, nb, &mut y)));
-        results.push(Row {
-            method: "rbe_full_warm".into(),
-            cache: "hot",
-            median_us: hot,
-            max_rel_err: err,
-            bytes_read: 4 * b * b * n_blocks,
-            note: Some("every block cached".into()),
-        });
-        // Cold: the file's cache size, every call decodes what it needs.
-        let cold_layer = RbeLinear::new(&tensor, None, DecodeMode::Full)?;
-        let cap = tensor.desc().cache_blocks;
-        let cold = time(secs.min(0.3), |_| {
-            cold_layer.clear_cache();
-            drop(cold_layer.forward_batch_into(&x, nb, &mut y))
-        });
-        results.push(Row {
-            method: "rbe_full_cold".into(),
-            cache: "cold",
-            median_us: cold,
-            max_rel_err: err,
-            bytes_read: cold_layer.bytes_per_call(),
-            note: Some(format!("cache {cap} blocks, emptied before each call: every block decoded")),
-        });
-    }
-
-    // candle
-    for (name, dt) in
-        [("candle_q8_0", GgmlDType::Q8_0), ("candle_q4_0", GgmlDType::Q4_0), ("candle_q4_k", GgmlDType::Q4K)]
-    {
-        if a.no_candle {
-            break;
-        }
-        if cols % dt.block_size() != 0 {
-            results.push(Row {
-                method: name.into(),
-                cache: "hot",
-                median_us: f64::NAN,
-                max_rel_err: f64::NAN,
-                bytes_read: 0,
-                note: Some(format!("skipped: cols not a multiple of {}", dt.block_size())),
-            });
-            continue;
-        }
-        let make = || -> Result<(QMatMul, usize)> {
-            let w = Tensor::from_slice(reference_w, (rows, cols), &Device::Cpu)?;
-            let q = QTensor::quantize(&w, dt)?;
-            let bytes = q.storage_size_in_bytes();
-            Ok((QMatMul::from_qtensor(q)?, bytes))
+        let options = CpuBench {
+            batch: a.batch.max(1),
+            seconds: a.seconds,
+            modes,
+            candle: !a.no_candle,
+            cache_study: (!a.no_cache_study).then_some(a.rel_rmse),
         };
-        let (mm, bytes) = make()?;
-        let xt = Tensor::from_slice(&x, (nb, cols), &Device::Cpu)?;
-        let y: Vec<f32> = mm.forward(&xt)?.flatten_all()?.to_vec1()?;
-        let err = max_rel_err(&y, &y_orig);
-        let note = Some("error vs the original f32 weights".to_owned());
-        let hot = time(secs, |_| drop(mm.forward(&xt)));
-        results.push(Row {
-            method: name.into(),
-            cache: "hot",
-            median_us: hot,
-            max_rel_err: err,
-            bytes_read: bytes,
-            note: note.clone(),
-        });
-        let mut mms = vec![mm];
-        while mms.len() < copies(bytes) {
-            mms.push(make()?.0);
+        let report = cpu::run(&tensor, original.as_deref(), &options).map_err(cli_error)?;
+        if let Some(path) = &a.plot {
+            plot(&report, path)?;
         }
-        let cold = time(secs, |i| drop(mms[i % mms.len()].forward(&xt)));
-        results.push(Row {
-            method: name.into(),
-            cache: "cold",
-            median_us: cold,
-            max_rel_err: err,
-            bytes_read: bytes,
-            note,
-        });
-    }
-
-    let cache_study = if a.no_cache_study { Vec::new() } else { cache_study(a.rel_rmse, secs)? };
-    let report = Report {
-        shape: [rows, cols],
-        threads: rayon::current_num_threads(),
-        batch: nb,
-        rbe_isa: Isa::detected().name(),
-        candle_avx2_build: cfg!(target_feature = "avx2"),
-        stream_bytes: tensor.runtime_bytes() + 4,
-        resident_bytes: resident,
-        rel_rmse: tensor.desc().rel_rmse,
-        results,
-        cache_study,
+        report
     };
-    if let Some(path) = &a.plot {
-        plot(&report, path)?;
-    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -363,98 +109,10 @@ fn bench(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The notes' cache analysis: a 384x384 layer (36 blocks of 64), `Full` mode, cache 8..36 blocks.
-fn cache_study(rel: f64, secs: f64) -> Result<Vec<CachePoint>> {
-    let (t, _) = encode_synthetic(384, 384, rel)?;
-    let x = synthetic(1, 384, 5);
-    let mut y = vec![0f32; 384];
-    let mut out = Vec::new();
-    for cap in [8, 16, 24, 32, 36] {
-        let layer = RbeLinear::new(&t, None, DecodeMode::Full)?;
-        layer.set_cache_blocks(cap);
-        layer.forward_into(&x, &mut y)?;
-        layer.reset_stats();
-        let us = time(secs.min(0.3), |_| drop(layer.forward_into(&x, &mut y)));
-        out.push(CachePoint { cache_blocks: cap, hit_rate: layer.stats().hit_rate(), median_us: us });
-    }
-    Ok(out)
-}
-
-/// `y[v] = W x[v]` through the `gemm` crate (`Y = X W^T`).
-fn gemm_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], nb: usize, y: &mut [f32], threads: usize) {
-    assert!(w.len() >= rows * cols && x.len() >= nb * cols && y.len() >= nb * rows);
-    // SAFETY: the strides describe X (nb x cols, row-major), W^T (cols x rows, read from the
-    // row-major W) and Y (nb x rows, row-major), all inside the slices checked above.
-    unsafe {
-        gemm::gemm(
-            nb,
-            rows,
-            cols,
-            y.as_mut_ptr(),
-            1,
-            rows as isize,
-            false,
-            x.as_ptr(),
-            1,
-            cols as isize,
-            w.as_ptr(),
-            cols as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
-        );
-    }
-}
-
-/// `--backend gpu`: the same report, methods prefixed `gpu_`; weights stay resident in device memory
-/// (`cache` is `hot`), and every method's error is checked against the f64 product of the decoded
-/// weights.
-fn bench_gpu(a: &BenchArgs, tensor: &EncodedTensor, x: &[f32], y_dec: &[f64], nb: usize) -> Result<()> {
-    let ctx = rbe_gpu::GpuContext::new()?;
+/// `--backend gpu`: the same report, methods prefixed `gpu_` (see `rbe::bench::gpu`).
+fn gpu_report(a: &BenchArgs, tensor: &EncodedTensor) -> Result<Report> {
     let iters = ((a.seconds * 50.0) as usize).clamp(5, 200);
-    let timings = rbe_gpu::bench::run(&ctx, tensor, nb, iters)?;
-    let decoded = tensor.decode()?;
-    let mut results = Vec::new();
-    for t in timings {
-        let y = match t.method {
-            "gpu_dense_f32" => rbe_gpu::GpuDense::new(&ctx, tensor.name(), &decoded, tensor.rows(), tensor.cols())?
-                .forward_batch(x, nb)?,
-            "gpu_decode" => {
-                rbe_gpu::GpuLinear::new(&ctx, tensor, None, rbe_gpu::GpuMode::Decode)?.forward_batch(x, nb)?
-            }
-            _ => rbe_gpu::GpuLinear::new(&ctx, tensor, None, rbe_gpu::GpuMode::DctDirect)?.forward_batch(x, nb)?,
-        };
-        results.push(Row {
-            method: t.method.to_owned(),
-            cache: "hot",
-            median_us: t.seconds * 1e6,
-            max_rel_err: max_rel_err(&y, y_dec),
-            bytes_read: t.weight_bytes,
-            note: Some(format!("{:.1} GB/s effective on {}", t.effective_gbps, ctx.adapter_name())),
-        });
-    }
-    let report = Report {
-        shape: [tensor.rows(), tensor.cols()],
-        threads: rayon::current_num_threads(),
-        batch: nb,
-        rbe_isa: "gpu",
-        candle_avx2_build: cfg!(target_feature = "avx2"),
-        stream_bytes: tensor.runtime_bytes() + 4,
-        resident_bytes: tensor.runtime_bytes(),
-        rel_rmse: tensor.desc().rel_rmse,
-        results,
-        cache_study: Vec::new(),
-    };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    rbe::bench::gpu::run(tensor, a.batch.max(1), iters).map_err(cli_error)
 }
 
 fn print_table(r: &Report) {

@@ -1,15 +1,15 @@
 //! `rbe demo`: the main job on the shipped real data, no download. Two all-MiniLM-L6-v2 layer-0
 //! matrices (f16, in `fixtures/minilm`, compiled into the binary) are encoded at every profile,
-//! multiplied straight from the compressed form (`RbeLinear`, DCT-domain product) on a batch of
-//! seeded activations, and compared with the dense f32 product: bits per weight from the stored
-//! bytes, relative RMSE of the weights, relative error of the product, and speed against dense.
+//! multiplied straight from the compressed form (`rbe::Layer` on the CPU backend, DCT-domain
+//! product) on a batch of seeded activations, and compared with the dense f32 product: bits per
+//! weight (`rbe::report`, as every command counts them), relative RMSE of the weights, relative
+//! error of the product, and speed against dense.
 
 use anyhow::Context;
-use rayon::prelude::*;
-use rbe_cpu::{DecodeMode, RbeLinear};
-use rbe_encode::{EncodeSettings, Profile, SourceTensor, Target, encode_tensor};
-use rbe_format::SharedBytes;
-use std::time::Instant;
+use rbe::bench::baseline::dense_f32;
+use rbe::bench::median_reps_us;
+use rbe::format::SharedBytes;
+use rbe::{Backend, EncodeSettings, Layer, Mode, Profile, SourceTensor, Target, TensorReport, encode_tensor};
 
 /// The shipped fixture (see fixtures/minilm/NOTICE: Apache-2.0).
 const WEIGHTS: &[u8] = include_bytes!("../../../fixtures/minilm/weights.safetensors");
@@ -58,54 +58,6 @@ fn activations(n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Dense f32 reference product `Y = X W^T` (batch x rows), rows split over threads.
-fn dense_forward(w: &[f32], rows: usize, cols: usize, x: &[f32], batch: usize) -> Vec<f32> {
-    let mut y = vec![0f32; batch * rows];
-    let per_row: Vec<Vec<f32>> = (0..rows)
-        .into_par_iter()
-        .map(|r| {
-            let wr = &w[r * cols..(r + 1) * cols];
-            (0..batch)
-                .map(|b| {
-                    let xb = &x[b * cols..(b + 1) * cols];
-                    let mut acc = [0f32; 8];
-                    for (wc, xc) in wr.chunks_exact(8).zip(xb.chunks_exact(8)) {
-                        for i in 0..8 {
-                            acc[i] += wc[i] * xc[i];
-                        }
-                    }
-                    acc.iter().sum::<f32>()
-                        + wr.chunks_exact(8)
-                            .remainder()
-                            .iter()
-                            .zip(xb.chunks_exact(8).remainder())
-                            .map(|(a, b)| a * b)
-                            .sum::<f32>()
-                })
-                .collect()
-        })
-        .collect();
-    for (r, col) in per_row.iter().enumerate() {
-        for (b, v) in col.iter().enumerate() {
-            y[b * rows + r] = *v;
-        }
-    }
-    y
-}
-
-fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
-
 fn rel_err(y: &[f32], reference: &[f32]) -> f64 {
     let num: f64 = y.iter().zip(reference).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum();
     let den: f64 = reference.iter().map(|b| f64::from(*b).powi(2)).sum();
@@ -117,10 +69,10 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
     println!("RBE demo: all-MiniLM-L6-v2 layer-0 weights shipped in fixtures/minilm (Apache-2.0; f16).");
     println!("Each matrix is encoded at every profile, then y = W x is computed straight from the compressed");
     println!(
-        "form (RbeLinear, DCT-domain product) for a batch of {BATCH} seeded activations, {} threads.",
+        "form (rbe::Layer on the CPU backend, DCT-domain product) for a batch of {BATCH} seeded activations, {} threads.",
         rayon::current_num_threads()
     );
-    println!("bpw = bits per weight of the stored stream + metadata; rel-RMSE = weight error / std;");
+    println!("bpw = bits per weight: 8 x (stream + its header entries) / weights; rel-RMSE = weight error / std;");
     println!(
         "product err = |y - y_dense| / |y_dense| against the original weights; speed = dense f32 time / RBE time.\n"
     );
@@ -132,9 +84,13 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         let w = t.to_f32()?;
         let (rows, cols) = (t.shape[0], t.shape[1]);
         let x = activations(BATCH * cols);
-        let y_dense = dense_forward(&w, rows, cols, &x, BATCH);
-        let dense_us = median_us(a.reps, || {
-            std::hint::black_box(dense_forward(&w, rows, cols, &x, BATCH));
+        let threads = rayon::current_num_threads();
+        let mut y_dense = vec![0f32; BATCH * rows];
+        dense_f32(&w, rows, cols, &x, BATCH, &mut y_dense, threads);
+        let mut scratch = vec![0f32; BATCH * rows];
+        let dense_us = median_reps_us(a.reps, || {
+            dense_f32(&w, rows, cols, &x, BATCH, &mut scratch, threads);
+            std::hint::black_box(&scratch);
         });
         let mut targets: Vec<(String, EncodeSettings)> = Profile::ALL
             .into_iter()
@@ -155,11 +111,10 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         ));
         for (label, settings) in targets {
             let out = encode_tensor(&t.name, &w, &t.shape, "F16", &settings)?;
-            let meta = serde_json::to_string(out.tensor.desc())?.len() + t.name.len() + 8;
-            let bpw = 8.0 * (out.stream.len() + meta) as f64 / (rows * cols) as f64;
-            let layer = RbeLinear::new(&out.tensor, None, DecodeMode::DctDirect)?;
+            let bpw = TensorReport::compressed(&t.name, out.tensor.desc()).bits_per_weight.unwrap_or(f64::NAN);
+            let layer = Layer::with_mode(&out.tensor, None, Backend::Cpu, Mode::DctDirect)?;
             let y = layer.forward_batch(&x, BATCH)?;
-            let rbe_us = median_us(a.reps, || {
+            let rbe_us = median_reps_us(a.reps, || {
                 std::hint::black_box(layer.forward_batch(&x, BATCH).expect("shapes checked above"));
             });
             println!(

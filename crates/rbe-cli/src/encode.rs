@@ -1,12 +1,11 @@
 //! `rbe encode`: compress a safetensors model to an error target.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use rbe_encode::{
-    EncodeReport, EncodeSettings, ModelOptions, ParamsChoice, Profile, ResidualChoice, SourceModel, Target,
-    encode_model,
+use rbe::{
+    EncodeReport, EncodeSettings, Entropy, Layout, ModelOptions, ParamsChoice, ParamsPrecision, Profile,
+    ResidualChoice, SourceModel, Target, TensorReport, Transform, ValueCodec, encode_model,
 };
-use rbe_format::{Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -68,83 +67,38 @@ pub struct EncodeArgs {
     pub json: bool,
 }
 
-/// Default codec for a layout, and the default layout for a codec.
-fn layout_and_values(layout: Option<&str>, values: Option<&str>) -> anyhow::Result<(Layout, ValueCodec)> {
-    let layout: Option<Layout> = layout.map(str::parse).transpose()?;
-    let values: Option<ValueCodec> = values.map(str::parse).transpose()?;
-    Ok(match (layout, values) {
-        (Some(l), Some(v)) => (l, v),
-        (Some(l), None) => (
-            l,
-            match l {
-                Layout::Wide => ValueCodec::F32,
-                Layout::B4 | Layout::P32 => ValueCodec::Q16,
-                Layout::P24 => ValueCodec::Q9s,
-            },
-        ),
-        (None, Some(v)) => (
-            match v {
-                ValueCodec::F32 => Layout::Wide,
-                ValueCodec::Q9s => Layout::P24,
-                _ => Layout::P32,
-            },
-            v,
-        ),
-        (None, None) => (Layout::P32, ValueCodec::Q16),
-    })
-}
-
 fn settings(a: &EncodeArgs) -> anyhow::Result<EncodeSettings> {
-    let (target, profile) = if let Some(p) = &a.profile {
-        let p: Profile = p.parse()?;
-        (Target::RelRmse(p.rel_rmse()), Some(p))
+    let mut b = EncodeSettings::builder();
+    if let Some(p) = &a.profile {
+        b = b.profile(p.parse::<Profile>()?);
     } else if let Some(r) = a.rel_rmse {
-        (Target::RelRmse(r), None)
+        b = b.target(Target::RelRmse(r));
     } else if let Some(r) = a.rmse {
-        (Target::Rmse(r), None)
+        b = b.target(Target::Rmse(r));
     } else if let Some(k) = a.k {
-        (Target::TopK(k), None)
-    } else {
-        (Target::RelRmse(Profile::Balanced.rel_rmse()), Some(Profile::Balanced))
-    };
-    match target {
-        Target::RelRmse(x) | Target::Rmse(x) if !(x.is_finite() && x >= 0.0) => {
-            bail!("the error target must be a finite number >= 0, got {x}")
-        }
-        Target::RelRmse(x) | Target::Rmse(x) if x == 0.0 => {
-            bail!("impossible target: an error of 0 needs lossless coding; RBE's residuals are quantised")
-        }
-        _ => {}
+        b = b.target(Target::TopK(k));
     }
-    let (layout, values) = layout_and_values(a.layout.as_deref(), a.values.as_deref())?;
+    if let Some(l) = &a.layout {
+        b = b.layout(l.parse::<Layout>()?);
+    }
+    if let Some(v) = &a.values {
+        b = b.values(v.parse::<ValueCodec>()?);
+    }
     let params = match a.params.as_str() {
         "auto" => ParamsChoice::Auto,
         p => ParamsChoice::Fixed(p.parse::<ParamsPrecision>()?),
     };
-    let s = EncodeSettings {
-        target,
-        profile,
-        block: a.block,
-        transform: a.transform.parse::<Transform>()?,
-        layout,
-        values,
-        params,
-        entropy: if a.entropy == "on" { Entropy::Rans } else { Entropy::None },
-        residual: match a.residual.as_str() {
-            "sparse" => ResidualChoice::Sparse,
-            "dense" => ResidualChoice::Dense,
-            _ => ResidualChoice::Auto,
-        },
+    let residual = match a.residual.as_str() {
+        "sparse" => ResidualChoice::Sparse,
+        "dense" => ResidualChoice::Dense,
+        _ => ResidualChoice::Auto,
     };
-    rbe_format::BlockConfig {
-        block: s.block,
-        transform: s.transform,
-        layout: s.layout,
-        values: s.values,
-        params: ParamsPrecision::None,
-    }
-    .validate()?;
-    Ok(s)
+    Ok(b.block(a.block)
+        .transform(a.transform.parse::<Transform>()?)
+        .params(params)
+        .entropy(if a.entropy == "on" { Entropy::Rans } else { Entropy::None })
+        .residual(residual)
+        .build()?)
 }
 
 /// Runs `rbe encode`.
@@ -168,7 +122,7 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let progress = |r: &rbe_encode::TensorReport, done: u64, _total: u64| {
+    let progress = |r: &TensorReport, done: u64, _total: u64| {
         if let Some(b) = &bar {
             b.set_position(done);
             b.set_message(r.name.clone());
@@ -188,26 +142,26 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
 
 fn print_table(r: &EncodeReport) {
     println!("{:<48} {:>14} {:>7} {:>9} {:>7} {:>13}", "tensor", "shape", "bpw", "rel-rmse", "mean K", "sparse/dense");
-    for t in r.tensors.iter().filter(|t| t.compressed) {
+    for t in r.model.tensors.iter().filter(|t| t.compressed) {
         let shape = t.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
         println!(
             "{:<48} {:>14} {:>7.3} {:>9.5} {:>7.0} {:>6}/{:<6}",
             t.name,
             shape,
-            t.bpw,
+            t.bits_per_weight.unwrap_or(0.0),
             t.rel_rmse.unwrap_or(0.0),
             t.k_mean.unwrap_or(0.0),
             t.blocks_sparse.unwrap_or(0),
             t.blocks_dense.unwrap_or(0)
         );
     }
-    let verbatim = r.tensors.iter().filter(|t| !t.compressed).count();
+    let totals = &r.model.totals;
     println!(
-        "{} tensors compressed ({} weights, {:.3} bits/weight), {} copied verbatim, {:.2} s",
-        r.tensors.len() - verbatim,
-        r.totals.weights,
-        r.totals.bpw,
-        verbatim,
+        "{} tensors compressed ({} weights, {:.3} bits/weight on disk), {} copied verbatim, {:.2} s",
+        totals.compressed,
+        totals.weights,
+        totals.bits_per_weight.unwrap_or(0.0),
+        totals.verbatim,
         r.seconds
     );
 }

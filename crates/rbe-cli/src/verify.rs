@@ -1,38 +1,26 @@
-//! `rbe verify`: check every checksum and decode every block of an `.rbe` file; also the shared
-//! "open an `.rbe` file, report errors on one line" helpers the other read-only commands use.
+//! `rbe verify`: check every checksum and decode every block of an `.rbe` model; also the shared
+//! "open a model, report errors on one line" helpers the other read-only commands use.
 
-use anyhow::Context;
-use rbe_format::{FormatError, RbeFile};
+use rbe::Model;
 use std::path::Path;
 
 /// Runs `rbe verify FILE`: prints `ok: N tensors, M blocks, X bytes` when every check passes.
 pub fn run(args: &crate::VerifyArgs) -> anyhow::Result<()> {
-    let file = open_rbe(&args.input)?;
-    let blocks = file.verify().map_err(|e| file_error(&args.input, e))?;
-    let bytes = file_len(&args.input)?;
-    println!("ok: {} tensors, {blocks} blocks, {bytes} bytes", file.entries().len());
+    let model = open_model(&args.input)?;
+    let blocks = model.verify().map_err(cli_error)?;
+    println!("ok: {} tensors, {blocks} blocks, {} bytes", model.entries().count(), model.file_bytes());
     Ok(())
 }
 
-/// Opens and structurally validates an `.rbe` file; errors name the file.
-pub(crate) fn open_rbe(path: &Path) -> anyhow::Result<RbeFile> {
-    RbeFile::open(path).map_err(|e| file_error(path, e))
+/// Opens and structurally validates an `.rbe` file or shard index; errors name the file.
+pub(crate) fn open_model(path: &Path) -> anyhow::Result<Model> {
+    Model::open(path).map_err(cli_error)
 }
 
-/// Size of `path` in bytes.
-pub(crate) fn file_len(path: &Path) -> anyhow::Result<u64> {
-    let meta = std::fs::metadata(path).with_context(|| one_line(&path.display().to_string()))?;
-    Ok(meta.len())
-}
-
-/// Turns a library error about `path` into a one-line CLI error: prefixed with the file name
-/// (I/O errors already carry it) and with control characters (e.g. from a tensor name) escaped.
-pub(crate) fn file_error(path: &Path, e: FormatError) -> anyhow::Error {
-    let message = match &e {
-        FormatError::Io { .. } => e.to_string(),
-        _ => format!("{}: {e}", path.display()),
-    };
-    anyhow::anyhow!(one_line(&message))
+/// Turns a library error into a one-line CLI error (control characters, e.g. from a tensor name,
+/// escaped); the library's messages already start with the file at fault.
+pub(crate) fn cli_error(e: rbe::Error) -> anyhow::Error {
+    anyhow::anyhow!(one_line(&e.to_string()))
 }
 
 /// `text` with every control character escaped, so a message or a name from a file never spans

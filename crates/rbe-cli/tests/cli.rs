@@ -3,7 +3,7 @@
 //! truncated and bit-flipped copies: exit code 1, a one-line error, no panic, no output left.
 
 use half::{bf16, f16};
-use rbe_format::{
+use rbe::format::{
     BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeParams,
     RbeWriter, Residual, SparseResidual, TensorDesc, Transform, ValueCodec,
 };
@@ -193,7 +193,8 @@ fn inspect_json_has_every_field() {
         "shape",
         "compressed",
         "stream_bytes",
-        "bpw",
+        "header_bytes",
+        "bits_per_weight",
         "rmse",
         "rel_rmse",
         "k_mean",
@@ -220,8 +221,11 @@ fn inspect_json_has_every_field() {
         assert_eq!(t["compressed"], true);
         assert_eq!(t["shape"], serde_json::json!(c.shape));
         assert_eq!(t["stream_bytes"], c.stream_bytes);
-        let bpw = t["bpw"].as_f64().expect("bpw");
-        assert!((bpw - c.stream_bytes as f64 * 8.0 / elements as f64).abs() < 1e-9);
+        // One definition of bits per weight: the stream plus the tensor's header entries.
+        let header = t["header_bytes"].as_u64().expect("header_bytes");
+        assert!(header > 0 && header < 1024, "{header}");
+        let bpw = t["bits_per_weight"].as_f64().expect("bits_per_weight");
+        assert!((bpw - (c.stream_bytes + header) as f64 * 8.0 / elements as f64).abs() < 1e-9);
         assert_eq!(t["block"], 8);
         assert_eq!(t["profile"], "balanced");
         assert_eq!(t["rmse"], 1.5e-4);
@@ -258,7 +262,12 @@ fn inspect_json_has_every_field() {
     assert_eq!(totals["weights"], weights);
     let bytes = file_bytes - f.verbatim.3.len() as u64;
     assert_eq!(totals["bytes"], bytes);
-    assert!((totals["bpw"].as_f64().expect("bpw") - bytes as f64 * 8.0 / weights as f64).abs() < 1e-9);
+    let bpw = totals["bits_per_weight"].as_f64().expect("bits_per_weight");
+    assert!((bpw - bytes as f64 * 8.0 / weights as f64).abs() < 1e-9);
+    // Every tensor's share together stays within the file: the rest is the file's own header.
+    let charged: u64 =
+        tensors.iter().map(|t| t["stream_bytes"].as_u64().unwrap() + t["header_bytes"].as_u64().unwrap()).sum();
+    assert!(charged <= file_bytes && file_bytes - charged < 128, "{charged} of {file_bytes}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 const RBE: &str = env!("CARGO_BIN_EXE_rbe");
 
 fn write_model(path: &Path) {
-    let mut w = rbe_format::SafetensorsWriter::create(path).unwrap();
+    let mut w = rbe::format::SafetensorsWriter::create(path).unwrap();
     let mut s = 0x9E3779B97F4A7C15u64;
     for t in 0..6 {
         let data: Vec<u8> = (0..384 * 512)

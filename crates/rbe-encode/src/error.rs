@@ -31,6 +31,9 @@ pub enum EncodeError {
     /// Settings that do not make sense together.
     #[error("invalid settings: {0}")]
     Settings(String),
+    /// Settings rejected by [`crate::EncodeSettings::validate`] before any tensor was encoded.
+    #[error(transparent)]
+    InvalidSettings(#[from] crate::settings::SettingsError),
     /// The input file is not a usable safetensors model.
     #[error("{path}: {reason}")]
     Input {

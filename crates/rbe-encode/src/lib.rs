@@ -7,19 +7,22 @@
 //! public model; it never writes bytes the format crate has not validated.
 #![deny(missing_docs)]
 
+mod blocks;
 pub mod error;
 pub mod fit;
 pub mod model;
 pub mod profile;
 pub mod rate;
+pub mod select;
 pub mod settings;
 pub mod source;
-pub mod synthetic;
 pub mod tensor;
 
 pub use error::EncodeError;
-pub use model::{EncodeReport, ModelOptions, TensorReport, encode_model};
+pub use model::{EncodeReport, ModelOptions, encode_model};
 pub use profile::Profile;
-pub use settings::{EncodeSettings, ParamsChoice, ResidualChoice, Target};
+pub use rbe_format::{ModelReport, TensorReport, Totals};
+pub use select::{Selection, compressible};
+pub use settings::{EncodeSettings, ParamsChoice, ResidualChoice, SettingsBuilder, SettingsError, Target};
 pub use source::{SourceModel, SourceTensor};
 pub use tensor::{EncodedOutput, encode_tensor};

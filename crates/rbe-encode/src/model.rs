@@ -3,13 +3,13 @@
 //! give sharded outputs with their own index.
 
 use crate::error::EncodeError;
+use crate::select::Selection;
 use crate::settings::EncodeSettings;
 use crate::source::{Shard, SourceModel, SourceTensor};
-use crate::tensor::{encode_tensor, matrix_shape};
-use globset::{Glob, GlobSet, GlobSetBuilder};
-use rbe_format::container::TENSOR_KEY;
-use rbe_format::{Entry, RbeFile, RbeWriter, stream_checksum};
+use crate::tensor::encode_tensor;
+use rbe_format::{Entry, ModelReport, RbeFile, RbeWriter, ShardIndex, TensorReport, stream_checksum};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -62,134 +62,37 @@ fn finished_shard(out_path: &Path, shard: &Shard, record: &str) -> Option<Vec<Te
                 if stream_checksum(desc, stream) != desc.xxh3 {
                     return None;
                 }
-                let n = t.elements() as u64;
-                let meta =
-                    (TENSOR_KEY.len() + t.name.len() + serde_json::to_string(desc).map(|s| s.len()).unwrap_or(0) + 8)
-                        as u64;
-                reports.push(TensorReport {
-                    name: t.name.clone(),
-                    shape: t.shape.clone(),
-                    compressed: true,
-                    stream_bytes: stream.len() as u64,
-                    raw_stream_bytes: 0,
-                    bpw: 8.0 * (stream.len() as u64 + meta) as f64 / n as f64,
-                    rmse: Some(desc.rmse),
-                    rel_rmse: Some(desc.rel_rmse),
-                    k_mean: Some(desc.k_mean),
-                    blocks_sparse: Some(desc.sparse),
-                    blocks_dense: Some(desc.dense),
-                    file: out_path.to_owned(),
-                });
+                reports.push(TensorReport::compressed(&t.name, desc));
             }
             Entry::Verbatim(_) => {
                 let v = file.verbatim(&t.name).ok()?;
                 if v.data[..] != t.data[..] {
                     return None;
                 }
-                reports.push(TensorReport::verbatim(t, out_path));
+                reports.push(verbatim_report(t));
             }
         }
     }
     Some(reports)
 }
 
-/// What happened to one tensor.
-#[derive(Debug, Clone, Serialize)]
-pub struct TensorReport {
-    /// Name.
-    pub name: String,
-    /// Original shape.
-    pub shape: Vec<usize>,
-    /// Compressed (true) or copied verbatim.
-    pub compressed: bool,
-    /// Bytes of the stored stream (data bytes for verbatim tensors).
-    pub stream_bytes: u64,
-    /// Bytes the stream would take with entropy coding off (runtime layout).
-    pub raw_stream_bytes: u64,
-    /// Bits per weight: stream, index and the tensor's metadata entry.
-    pub bpw: f64,
-    /// Achieved RMSE on the decode.
-    pub rmse: Option<f64>,
-    /// Achieved RMSE / std.
-    pub rel_rmse: Option<f64>,
-    /// Mean coefficients per block.
-    pub k_mean: Option<f64>,
-    /// Blocks with a sparse residual.
-    pub blocks_sparse: Option<usize>,
-    /// Blocks with a dense residual.
-    pub blocks_dense: Option<usize>,
-    /// Output file holding it.
-    #[serde(skip)]
-    pub file: PathBuf,
+/// The report of a tensor copied verbatim.
+fn verbatim_report(t: &SourceTensor) -> TensorReport {
+    TensorReport::verbatim(&t.name, &t.dtype, &t.shape, t.data.len() as u64)
 }
 
-impl TensorReport {
-    /// The report of a tensor copied verbatim into `file`.
-    fn verbatim(t: &SourceTensor, file: &Path) -> Self {
-        let bytes = t.data.len() as u64;
-        TensorReport {
-            name: t.name.clone(),
-            shape: t.shape.clone(),
-            compressed: false,
-            stream_bytes: bytes,
-            raw_stream_bytes: bytes,
-            bpw: 8.0 * bytes as f64 / t.elements().max(1) as f64,
-            rmse: None,
-            rel_rmse: None,
-            k_mean: None,
-            blocks_sparse: None,
-            blocks_dense: None,
-            file: file.to_owned(),
-        }
-    }
-}
-
-/// Totals over the compressed tensors.
-#[derive(Debug, Clone, Serialize)]
-pub struct Totals {
-    /// Weights in compressed tensors.
-    pub weights: u64,
-    /// Bytes charged to them: their streams and metadata entries.
-    pub bytes: u64,
-    /// `8 * bytes / weights`.
-    pub bpw: f64,
-}
-
-/// The result of a model encode.
+/// The result of a model encode: the written model's report (bits per weight per tensor and
+/// totals from the real file sizes, as `rbe inspect` reports the same files) and the wall time.
 #[derive(Debug, Clone, Serialize)]
 pub struct EncodeReport {
     /// Wall time.
     pub seconds: f64,
-    /// Per tensor, in input order.
-    pub tensors: Vec<TensorReport>,
-    /// Totals.
-    pub totals: Totals,
-}
-
-fn globset(patterns: &[String]) -> Result<GlobSet, EncodeError> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(Glob::new(p).map_err(|e| EncodeError::Settings(format!("bad glob `{p}`: {e}")))?);
-    }
-    b.build().map_err(|e| EncodeError::Settings(e.to_string()))
-}
-
-/// Whether `t` is compressed under `settings` and the include/exclude sets.
-fn should_compress(
-    t: &SourceTensor,
-    settings: &EncodeSettings,
-    include: &GlobSet,
-    exclude: &GlobSet,
-    has_include: bool,
-) -> bool {
-    if !t.is_float() || t.shape.len() < 2 {
-        return false;
-    }
-    let Some((rows, cols)) = matrix_shape(&t.shape) else { return false };
-    if rows < settings.block || cols < settings.block {
-        return false;
-    }
-    (!has_include || include.is_match(&t.name)) && !exclude.is_match(&t.name)
+    /// The written model.
+    #[serde(flatten)]
+    pub model: ModelReport,
+    /// The written `.rbe` file, or the shard index of a sharded model.
+    #[serde(skip)]
+    pub output: PathBuf,
 }
 
 /// Output file for a shard: `-o` itself for a single file, `DIR/<shard stem>.rbe` when sharded.
@@ -213,9 +116,8 @@ pub fn encode_model(
     progress: Progress<'_>,
 ) -> Result<EncodeReport, EncodeError> {
     let started = Instant::now();
-    let include = globset(&options.include)?;
-    let exclude = globset(&options.exclude)?;
-    let has_include = !options.include.is_empty();
+    settings.validate()?;
+    let selection = Selection::new(&options.include, &options.exclude)?;
     let sharded = model.index.is_some();
     if sharded {
         std::fs::create_dir_all(output)
@@ -224,25 +126,23 @@ pub fn encode_model(
     let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
     let mut done = 0u64;
     let mut reports = Vec::new();
-    let mut weight_map = serde_json::Map::new();
-    let (mut charged, mut weights) = (0u64, 0u64);
+    let mut weight_map = BTreeMap::new();
+    let mut file_bytes = 0u64;
     let record = settings_record(settings, options);
     for shard in &model.shards {
         let out_path = shard_output(shard, output, sharded);
+        let out_name = out_path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
         let finished = if options.resume && sharded { finished_shard(&out_path, shard, &record) } else { None };
         if let Some(done_reports) = finished {
             for r in done_reports {
-                if r.compressed {
-                    charged += (r.bpw * shard_weights(shard, &r.name) as f64 / 8.0).round() as u64;
-                    weights += shard_weights(shard, &r.name);
-                }
                 done += shard_weights(shard, &r.name);
                 progress(&r, done, total);
-                if let Some(f) = out_path.file_name().and_then(|n| n.to_str()) {
-                    weight_map.insert(r.name.clone(), serde_json::Value::String(f.to_owned()));
+                if let Some(f) = &out_name {
+                    weight_map.insert(r.name.clone(), f.clone());
                 }
                 reports.push(r);
             }
+            file_bytes += file_len(&out_path)?;
             continue;
         }
         let mut writer = RbeWriter::create(&out_path)?;
@@ -253,66 +153,52 @@ pub fn encode_model(
             }
         }
         for t in &shard.tensors {
-            let report = if should_compress(t, settings, &include, &exclude, has_include) {
+            let report = if selection.compresses(t, settings) {
                 let data = t.to_f32()?;
                 t.release_pages();
                 let out = encode_tensor(&t.name, &data, &t.shape, &t.dtype, settings)?;
                 drop(data);
-                let desc = out.tensor.desc();
-                let meta_bytes =
-                    (TENSOR_KEY.len() + t.name.len() + serde_json::to_string(desc).map(|s| s.len()).unwrap_or(0) + 8)
-                        as u64;
-                writer.add_compressed(&t.name, desc, &out.stream)?;
-                let n = t.elements() as u64;
-                charged += out.stream.len() as u64 + meta_bytes;
-                weights += n;
+                writer.add_compressed(&t.name, out.tensor.desc(), &out.stream)?;
                 TensorReport {
-                    name: t.name.clone(),
-                    shape: t.shape.clone(),
-                    compressed: true,
-                    stream_bytes: out.stream.len() as u64,
-                    raw_stream_bytes: 4 + out.tensor.runtime_bytes() as u64,
-                    bpw: 8.0 * (out.stream.len() as u64 + meta_bytes) as f64 / n as f64,
-                    rmse: Some(desc.rmse),
-                    rel_rmse: Some(desc.rel_rmse),
-                    k_mean: Some(desc.k_mean),
-                    blocks_sparse: Some(desc.sparse),
-                    blocks_dense: Some(desc.dense),
-                    file: out_path.clone(),
+                    raw_stream_bytes: Some(4 + out.tensor.runtime_bytes() as u64),
+                    ..TensorReport::compressed(&t.name, out.tensor.desc())
                 }
             } else {
                 // Verbatim tensors are copied bit-exact, whatever they hold.
                 writer.add_verbatim(&t.name, &t.dtype, &t.shape, &t.data)?;
                 t.release_pages();
-                TensorReport::verbatim(t, &out_path)
+                verbatim_report(t)
             };
             done += t.elements() as u64;
             progress(&report, done, total);
-            if let Some(f) = out_path.file_name().and_then(|n| n.to_str()) {
-                weight_map.insert(t.name.clone(), serde_json::Value::String(f.to_owned()));
+            if let Some(f) = &out_name {
+                weight_map.insert(t.name.clone(), f.clone());
             }
             reports.push(report);
         }
         writer.finish()?;
+        file_bytes += file_len(&out_path)?;
     }
+    let mut written = output.to_owned();
     if let (true, Some(index)) = (sharded, &model.index) {
         let name = index.file_name().and_then(|n| n.to_str()).unwrap_or("model.safetensors.index.json");
         let out_name = name.replace(".safetensors.index.json", ".rbe.index.json");
         let out_name = if out_name == name { format!("{name}.rbe.json") } else { out_name };
         let total_size: u64 = reports.iter().map(|r| r.stream_bytes).sum();
-        let json =
-            serde_json::json!({"metadata": {"total_size": total_size, "format": "rbe"}, "weight_map": weight_map});
-        write_atomic(&output.join(out_name), serde_json::to_vec_pretty(&json).expect("index serialises").as_slice())?;
+        written = output.join(out_name);
+        write_atomic(&written, &ShardIndex::rbe(weight_map, total_size).to_json())?;
     }
     Ok(EncodeReport {
         seconds: started.elapsed().as_secs_f64(),
-        tensors: reports,
-        totals: Totals {
-            weights,
-            bytes: charged,
-            bpw: if weights > 0 { 8.0 * charged as f64 / weights as f64 } else { 0.0 },
-        },
+        model: ModelReport::new(written.display().to_string(), file_bytes, reports),
+        output: written,
     })
+}
+
+fn file_len(path: &Path) -> Result<u64, EncodeError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| EncodeError::Input { path: path.display().to_string(), reason: e.to_string() })
 }
 
 fn shard_weights(shard: &Shard, name: &str) -> u64 {

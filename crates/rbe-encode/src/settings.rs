@@ -1,7 +1,10 @@
-//! What the user asks of the encoder: the error target and the format knobs.
+//! What the user asks of the encoder: the error target and the format knobs; [`SettingsBuilder`]
+//! fills the defaults a user leaves out (profile `balanced`, the value codec that suits a layout
+//! and the reverse) and [`EncodeSettings::validate`] rejects what cannot be encoded, so an invalid
+//! combination never reaches the encoder.
 
 use crate::profile::Profile;
-use rbe_format::{Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
+use rbe_format::{BlockConfig, Entropy, FormatError, Layout, ParamsPrecision, Transform, ValueCodec};
 
 /// How much error the encoder may spend.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,5 +91,200 @@ impl EncodeSettings {
                 .map_or(16, Profile::cache_blocks),
             _ => Profile::Balanced.cache_blocks(),
         }
+    }
+}
+
+/// Settings rejected before any tensor is encoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// An RMSE target that is negative, NaN or infinite.
+    #[error("the error target must be a finite number >= 0, got {0}")]
+    BadTarget(f64),
+    /// An RMSE target of exactly 0 asked for through the builder (lossless is out of reach).
+    #[error("impossible target: an error of 0 needs lossless coding; RBE's residuals are quantised")]
+    ZeroTarget,
+    /// A block size, or a layout and value codec, that the format does not allow.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
+
+/// The value codec used with `layout` when none is asked for.
+pub fn default_values(layout: Layout) -> ValueCodec {
+    match layout {
+        Layout::Wide => ValueCodec::F32,
+        Layout::B4 | Layout::P32 => ValueCodec::Q16,
+        Layout::P24 => ValueCodec::Q9s,
+    }
+}
+
+/// The layout used with `values` when none is asked for.
+pub fn default_layout(values: ValueCodec) -> Layout {
+    match values {
+        ValueCodec::F32 => Layout::Wide,
+        ValueCodec::Q9s => Layout::P24,
+        _ => Layout::P32,
+    }
+}
+
+impl EncodeSettings {
+    /// A builder starting from nothing chosen (every default applies).
+    pub fn builder() -> SettingsBuilder {
+        SettingsBuilder::default()
+    }
+
+    /// Rejects settings that cannot be encoded: a non-finite or negative RMSE target, a block size
+    /// outside {8, 16, 32, 64}, a layout that cannot carry the value codec. (A target of exactly 0
+    /// is decided per tensor: only a constant tensor meets it.)
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Target::RelRmse(x) | Target::Rmse(x) = self.target
+            && !(x.is_finite() && x >= 0.0)
+        {
+            return Err(SettingsError::BadTarget(x));
+        }
+        BlockConfig {
+            block: self.block,
+            transform: self.transform,
+            layout: self.layout,
+            values: self.values,
+            params: ParamsPrecision::None,
+        }
+        .validate()?;
+        Ok(())
+    }
+}
+
+/// Resolves what a user asked for into validated [`EncodeSettings`]: unset knobs take their
+/// defaults (profile `balanced`; block 64, DCT, `auto` parameters and residuals, rANS; layout
+/// `p32` with `q16` values, or the partner of whichever of the two is given).
+#[derive(Debug, Clone, Default)]
+pub struct SettingsBuilder {
+    target: Option<Target>,
+    profile: Option<Profile>,
+    block: Option<usize>,
+    transform: Option<Transform>,
+    layout: Option<Layout>,
+    values: Option<ValueCodec>,
+    params: Option<ParamsChoice>,
+    entropy: Option<Entropy>,
+    residual: Option<ResidualChoice>,
+}
+
+impl SettingsBuilder {
+    /// A named profile: its target, recorded in the file (replaces an earlier [`Self::target`]).
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = Some(profile);
+        self.target = None;
+        self
+    }
+    /// An explicit error target, no profile (replaces an earlier [`Self::profile`]).
+    pub fn target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self.profile = None;
+        self
+    }
+    /// Block edge (8, 16, 32 or 64).
+    pub fn block(mut self, block: usize) -> Self {
+        self.block = Some(block);
+        self
+    }
+    /// Residual transform.
+    pub fn transform(mut self, transform: Transform) -> Self {
+        self.transform = Some(transform);
+        self
+    }
+    /// Sparse entry layout.
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = Some(layout);
+        self
+    }
+    /// Sparse value codec.
+    pub fn values(mut self, values: ValueCodec) -> Self {
+        self.values = Some(values);
+        self
+    }
+    /// Parameter storage.
+    pub fn params(mut self, params: ParamsChoice) -> Self {
+        self.params = Some(params);
+        self
+    }
+    /// Storage coding.
+    pub fn entropy(mut self, entropy: Entropy) -> Self {
+        self.entropy = Some(entropy);
+        self
+    }
+    /// Residual kinds allowed.
+    pub fn residual(mut self, residual: ResidualChoice) -> Self {
+        self.residual = Some(residual);
+        self
+    }
+
+    /// The resolved settings, validated ([`EncodeSettings::validate`]); an RMSE target of 0 is
+    /// rejected here too ([`SettingsError::ZeroTarget`]).
+    pub fn build(self) -> Result<EncodeSettings, SettingsError> {
+        let d = EncodeSettings::default();
+        let (target, profile) = match (self.target, self.profile) {
+            (Some(t), _) => (t, None),
+            (None, p) => {
+                let p = p.unwrap_or(Profile::Balanced);
+                (Target::RelRmse(p.rel_rmse()), Some(p))
+            }
+        };
+        let (layout, values) = match (self.layout, self.values) {
+            (Some(l), Some(v)) => (l, v),
+            (Some(l), None) => (l, default_values(l)),
+            (None, Some(v)) => (default_layout(v), v),
+            (None, None) => (d.layout, d.values),
+        };
+        let settings = EncodeSettings {
+            target,
+            profile,
+            block: self.block.unwrap_or(d.block),
+            transform: self.transform.unwrap_or(d.transform),
+            layout,
+            values,
+            params: self.params.unwrap_or(d.params),
+            entropy: self.entropy.unwrap_or(d.entropy),
+            residual: self.residual.unwrap_or(d.residual),
+        };
+        settings.validate()?;
+        if let Target::RelRmse(x) | Target::Rmse(x) = target
+            && x == 0.0
+        {
+            return Err(SettingsError::ZeroTarget);
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_fills_defaults_and_partners() {
+        let s = EncodeSettings::builder().build().unwrap();
+        assert_eq!(
+            (s.target, s.profile, s.layout, s.values),
+            (Target::RelRmse(0.05), Some(Profile::Balanced), Layout::P32, ValueCodec::Q16)
+        );
+        let s = EncodeSettings::builder().layout(Layout::P24).build().unwrap();
+        assert_eq!(s.values, ValueCodec::Q9s);
+        let s = EncodeSettings::builder().values(ValueCodec::F32).build().unwrap();
+        assert_eq!(s.layout, Layout::Wide);
+        let s = EncodeSettings::builder().profile(Profile::Fast).target(Target::TopK(100)).build().unwrap();
+        assert_eq!((s.target, s.profile), (Target::TopK(100), None));
+    }
+
+    #[test]
+    fn invalid_combinations_are_rejected() {
+        let b = EncodeSettings::builder;
+        assert!(matches!(b().block(12).build(), Err(SettingsError::Format(_))));
+        assert!(matches!(b().layout(Layout::P24).values(ValueCodec::F32).build(), Err(SettingsError::Format(_))));
+        assert!(matches!(b().target(Target::RelRmse(f64::NAN)).build(), Err(SettingsError::BadTarget(_))));
+        assert!(matches!(b().target(Target::Rmse(-1.0)).build(), Err(SettingsError::BadTarget(_))));
+        assert!(matches!(b().target(Target::Rmse(0.0)).build(), Err(SettingsError::ZeroTarget)));
+        let manual = EncodeSettings { block: 7, ..EncodeSettings::default() };
+        assert!(manual.validate().is_err());
     }
 }

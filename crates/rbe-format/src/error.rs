@@ -79,6 +79,9 @@ pub enum FormatError {
     /// The container (safetensors header, metadata) is invalid.
     #[error("container: {0}")]
     Container(String),
+    /// A shard index (`*.rbe.index.json`) is invalid.
+    #[error("{0}")]
+    Index(String),
     /// Settings that the format does not allow (caller error).
     #[error("invalid settings: {0}")]
     Settings(String),

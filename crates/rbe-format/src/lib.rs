@@ -9,7 +9,9 @@ pub mod container;
 pub mod entropy;
 pub mod error;
 pub mod grid;
+pub mod index;
 pub mod layout;
+pub mod report;
 pub mod settings;
 pub mod shared;
 pub mod tensor;
@@ -22,6 +24,8 @@ pub use block::{BlockDecoder, Coefficient, DenseResidual, EncodedBlock, RbeParam
 pub use container::{Entry, RbeFile, RbeWriter, SafetensorsWriter, VerbatimTensor};
 pub use error::{BlockError, FormatError};
 pub use grid::{BlockExtent, BlockGrid};
+pub use index::ShardIndex;
+pub use report::{ModelReport, TensorReport, Totals};
 pub use settings::{BLOCK_SIZES, BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
 pub use shared::SharedBytes;
 pub use tensor::{EncodedTensor, TensorDesc, checksum, stream_checksum, verbatim_checksum};

@@ -20,7 +20,6 @@
 //! bytes); knows nothing of encoders or the CPU backend.
 #![deny(missing_docs)]
 
-pub mod bench;
 pub mod context;
 pub mod dense;
 pub mod error;

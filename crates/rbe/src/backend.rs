@@ -1,8 +1,7 @@
-//! One layer API over every backend: `Layer::new(&tensor, bias, Backend::Cpu | Backend::Gpu)`.
-//! A backend whose cargo feature is off still exists and returns [`LayerError::NotCompiled`], so
-//! code can name both backends whatever features it was built with.
+//! The backends and modes behind [`crate::Layer`]: `Backend::Cpu | Backend::Gpu`, and the [`Mode`]s
+//! each offers. A backend whose cargo feature is off still exists and returns
+//! [`LayerError::NotCompiled`], so code can name both backends whatever features it was built with.
 
-use crate::EncodedTensor;
 use std::fmt;
 
 /// Which backend computes a [`Layer`]'s products.
@@ -16,11 +15,95 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Both backends, CPU first.
+    pub const ALL: [Backend; 2] = [Backend::Cpu, Backend::Gpu];
+
     /// Short name (`cpu`, `gpu`).
     pub fn name(self) -> &'static str {
         match self {
             Backend::Cpu => "cpu",
             Backend::Gpu => "gpu",
+        }
+    }
+
+    /// The modes this backend offers, in a fixed order (the conformance suite's).
+    pub fn modes(self) -> &'static [Mode] {
+        match self {
+            Backend::Cpu => &[
+                Mode::Decode,
+                Mode::DctDirect,
+                Mode::DctDirectQ8,
+                Mode::SparseMask,
+                Mode::ProgressiveCoarse,
+                Mode::ProgressiveFull,
+            ],
+            Backend::Gpu => &[Mode::Decode, Mode::DctDirect],
+        }
+    }
+
+    /// Whether the backend can run here, and on what: the CPU's instruction set, the GPU adapter's
+    /// name; an error when its feature is off or (GPU) no adapter is found.
+    pub fn probe(self) -> Result<String, LayerError> {
+        match self {
+            #[cfg(feature = "cpu")]
+            Backend::Cpu => Ok(rbe_cpu::Isa::detected().name().to_owned()),
+            #[cfg(feature = "gpu")]
+            Backend::Gpu => Ok(gpu_context()?.adapter_name()),
+            #[allow(unreachable_patterns)]
+            other => Err(LayerError::NotCompiled(other.name())),
+        }
+    }
+}
+
+/// How a [`crate::Layer`] computes `W x`. Every mode but the two lossy ones is exact up to f32
+/// rounding; [`Backend::modes`] lists what each backend offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Decode blocks to dense f32 and multiply (CPU: `DecodeMode::Full`, an LRU cache of decoded
+    /// blocks; GPU: `GpuMode::Decode`, the whole matrix decoded on the device).
+    Decode,
+    /// The transform-domain product straight from the coefficients (CPU and GPU).
+    #[default]
+    DctDirect,
+    /// CPU: the transform-domain product with int8 activations (lossy, measured error).
+    DctDirectQ8,
+    /// CPU: sparse blocks through their coefficient mask.
+    SparseMask,
+    /// CPU: base plus the largest coefficients only (lossy, error bounded by
+    /// `Layer::coarse_error_bound`).
+    ProgressiveCoarse,
+    /// CPU: progressive order, every coefficient (exact).
+    ProgressiveFull,
+}
+
+impl Mode {
+    /// Whether the mode's error is only f32 rounding.
+    pub fn is_exact(self) -> bool {
+        !matches!(self, Mode::DctDirectQ8 | Mode::ProgressiveCoarse)
+    }
+
+    /// The CPU backend's mode.
+    #[cfg(feature = "cpu")]
+    pub fn cpu(self) -> rbe_cpu::DecodeMode {
+        use rbe_cpu::{DecodeMode, Precision};
+        match self {
+            Mode::Decode => DecodeMode::Full,
+            Mode::DctDirect => DecodeMode::DctDirect,
+            Mode::DctDirectQ8 => DecodeMode::DctDirectQ8,
+            Mode::SparseMask => DecodeMode::SparseMask,
+            Mode::ProgressiveCoarse => DecodeMode::Progressive(Precision::Coarse),
+            Mode::ProgressiveFull => DecodeMode::Progressive(Precision::Full),
+        }
+    }
+
+    /// The GPU backend's mode, if it has this one.
+    #[cfg(feature = "gpu")]
+    pub fn gpu(self) -> Option<rbe_gpu::GpuMode> {
+        match self {
+            Mode::Decode => Some(rbe_gpu::GpuMode::Decode),
+            Mode::DctDirect => Some(rbe_gpu::GpuMode::DctDirect),
+            _ => None,
         }
     }
 }
@@ -31,6 +114,20 @@ impl Backend {
 pub enum LayerError {
     /// The backend's cargo feature is not enabled in this build.
     NotCompiled(&'static str),
+    /// The backend does not offer this mode (see [`Backend::modes`]).
+    Unsupported {
+        /// The backend.
+        backend: Backend,
+        /// The mode asked for.
+        mode: Mode,
+    },
+    /// The output buffer of `forward_batch_into` has the wrong length.
+    OutputLength {
+        /// `batch * out_features`.
+        expected: usize,
+        /// The buffer's length.
+        got: usize,
+    },
     /// From the CPU backend.
     #[cfg(feature = "cpu")]
     Cpu(rbe_cpu::CpuError),
@@ -45,6 +142,12 @@ impl fmt::Display for LayerError {
             LayerError::NotCompiled(b) => {
                 write!(f, "backend `{b}` not compiled in (enable the `{b}` feature of `rbe`)")
             }
+            LayerError::Unsupported { backend, mode } => {
+                write!(f, "backend `{}` has no mode {mode:?}", backend.name())
+            }
+            LayerError::OutputLength { expected, got } => {
+                write!(f, "output buffer holds {got} values, the product has {expected}")
+            }
             #[cfg(feature = "cpu")]
             LayerError::Cpu(e) => e.fmt(f),
             #[cfg(feature = "gpu")]
@@ -56,7 +159,7 @@ impl fmt::Display for LayerError {
 impl std::error::Error for LayerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            LayerError::NotCompiled(_) => None,
+            LayerError::NotCompiled(_) | LayerError::Unsupported { .. } | LayerError::OutputLength { .. } => None,
             #[cfg(feature = "cpu")]
             LayerError::Cpu(e) => Some(e),
             #[cfg(feature = "gpu")]
@@ -89,99 +192,3 @@ pub fn gpu_context() -> Result<rbe_gpu::GpuContext, LayerError> {
     let c = rbe_gpu::GpuContext::new()?;
     Ok(CTX.get_or_init(|| c).clone())
 }
-
-#[derive(Debug)]
-enum Inner {
-    /// Keeps the enum inhabited-agnostic when no backend feature is on.
-    #[allow(dead_code)]
-    Never(std::convert::Infallible),
-    #[cfg(feature = "cpu")]
-    Cpu(Box<rbe_cpu::RbeLinear>),
-    #[cfg(feature = "gpu")]
-    Gpu(Box<rbe_gpu::GpuLinear>),
-}
-
-/// A linear layer `y = W x + bias` over a compressed matrix on the chosen backend. `Send + Sync`.
-#[derive(Debug)]
-pub struct Layer {
-    inner: Inner,
-}
-
-impl Layer {
-    /// Builds the layer on `backend` (see [`Backend`] for the mode each uses).
-    pub fn new(tensor: &EncodedTensor, bias: Option<Vec<f32>>, backend: Backend) -> Result<Self, LayerError> {
-        let _ = (&tensor, &bias);
-        match backend {
-            #[cfg(feature = "cpu")]
-            Backend::Cpu => Ok(Layer {
-                inner: Inner::Cpu(Box::new(rbe_cpu::RbeLinear::new(tensor, bias, rbe_cpu::DecodeMode::DctDirect)?)),
-            }),
-            #[cfg(feature = "gpu")]
-            Backend::Gpu => Ok(Layer {
-                inner: Inner::Gpu(Box::new(rbe_gpu::GpuLinear::new(
-                    &gpu_context()?,
-                    tensor,
-                    bias,
-                    rbe_gpu::GpuMode::DctDirect,
-                )?)),
-            }),
-            #[allow(unreachable_patterns)]
-            other => Err(LayerError::NotCompiled(other.name())),
-        }
-    }
-
-    /// The backend computing this layer.
-    pub fn backend(&self) -> Backend {
-        match &self.inner {
-            #[cfg(feature = "cpu")]
-            Inner::Cpu(_) => Backend::Cpu,
-            #[cfg(feature = "gpu")]
-            Inner::Gpu(_) => Backend::Gpu,
-            Inner::Never(n) => match *n {},
-        }
-    }
-
-    /// `cols` of the weight matrix.
-    pub fn in_features(&self) -> usize {
-        match &self.inner {
-            #[cfg(feature = "cpu")]
-            Inner::Cpu(l) => l.in_features(),
-            #[cfg(feature = "gpu")]
-            Inner::Gpu(l) => l.in_features(),
-            Inner::Never(n) => match *n {},
-        }
-    }
-
-    /// `rows` of the weight matrix.
-    pub fn out_features(&self) -> usize {
-        match &self.inner {
-            #[cfg(feature = "cpu")]
-            Inner::Cpu(l) => l.out_features(),
-            #[cfg(feature = "gpu")]
-            Inner::Gpu(l) => l.out_features(),
-            Inner::Never(n) => match *n {},
-        }
-    }
-
-    /// `y = W x + bias` for one input.
-    pub fn forward(&self, x: &[f32]) -> Result<Vec<f32>, LayerError> {
-        self.forward_batch(x, 1)
-    }
-
-    /// Row-major batch: `x` is `batch x in_features`, the result `batch x out_features`.
-    pub fn forward_batch(&self, x: &[f32], batch: usize) -> Result<Vec<f32>, LayerError> {
-        let _ = (x, batch);
-        match &self.inner {
-            #[cfg(feature = "cpu")]
-            Inner::Cpu(l) => Ok(l.forward_batch(x, batch)?),
-            #[cfg(feature = "gpu")]
-            Inner::Gpu(l) => Ok(l.forward_batch(x, batch)?),
-            Inner::Never(n) => match *n {},
-        }
-    }
-}
-
-const _: () = {
-    const fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<Layer>();
-};

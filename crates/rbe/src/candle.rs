@@ -8,7 +8,8 @@
 //! Also [`ggml_roundtrip`]: GGUF-style block quantisation (Q8_0, Q4_0, Q4_K, Q6_K, ...) through
 //! candle's own quantiser, for comparisons at equal error.
 
-use candle_core::quantized::{GgmlDType, QTensor};
+pub use candle_core::quantized::GgmlDType;
+use candle_core::quantized::QTensor;
 use candle_core::{D, DType, Device, Module, Tensor};
 use rbe_cpu::{CpuError, DecodeMode, RbeLinear};
 use rbe_format::EncodedTensor;

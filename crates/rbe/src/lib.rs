@@ -1,32 +1,62 @@
-//! `rbe`: the facade over the RBE crates. Depend on this crate and pick a backend by feature:
+//! `rbe`: the library API of RBE. Depend on this crate and pick what you need by feature:
 //!
-//! - `cpu` (default): [`cpu`] — `RbeLinear`, products straight from the compressed blocks;
-//! - `encode`: [`encode`] — the encoder (error-targeted block compression);
-//! - `candle`: [`candle`] — `RbeCandleLinear`, a `candle_nn::Module` computed from the compressed form;
-//! - `gpu`: [`gpu`] — `GpuLinear` on wgpu (any adapter; `RBE_WGPU_ADAPTER` picks one by name).
+//! - always: [`Model`] (a single or sharded `.rbe` model: open, entries, tensors, shards,
+//!   [`Model::decode_to`] dense safetensors in f32/f16/bf16, [`Model::report`]), the one
+//!   bits-per-weight definition ([`report`]), and the [`format`] itself;
+//! - `cpu` (default): the CPU backend of [`Layer`] ([`cpu`]: `RbeLinear` and its decode modes);
+//! - `gpu`: the GPU backend of [`Layer`] on wgpu ([`gpu`]; `RBE_WGPU_ADAPTER` picks an adapter);
+//! - `encode`: the encoder ([`encode`]): [`EncodeSettings`] (resolved and validated through
+//!   [`SettingsBuilder`]), [`compressible`], [`encode_tensor`], [`encode_model`];
+//! - `candle`: [`candle`] — `RbeCandleLinear`, a `candle_nn::Module` computed from the compressed
+//!   form, and GGUF round trips for comparisons;
+//! - `bench`: [`bench`] — timing loop, cold copies, dense and candle baselines, synthetic
+//!   matrices, the CPU and GPU benchmark runs of `rbe bench`.
 //!
-//! [`backend`] gives one layer API over both: `Layer::new(&tensor, bias, Backend::Cpu | Backend::Gpu)`.
-//!
-//! The format itself ([`format`]) is always available.
+//! [`Layer`] is the one layer API over both backends:
+//! `Layer::with_mode(&tensor, bias, Backend::Cpu | Backend::Gpu, Mode::DctDirect)`.
 #![deny(missing_docs)]
 
+pub mod backend;
+pub mod decode;
+pub mod error;
+pub mod layer;
+pub mod model;
+
+#[cfg(feature = "bench")]
+pub mod bench;
+#[cfg(feature = "candle")]
+pub mod candle;
+
+pub use backend::{Backend, LayerError, Mode};
+pub use decode::{DecodeProgress, DecodeSummary, OutputDtype};
+pub use error::Error;
+pub use layer::Layer;
+pub use model::{Model, Shard};
+
 pub use rbe_format as format;
-pub use rbe_format::{EncodedTensor, FormatError, RbeFile, TensorDesc};
+/// Bits per weight, one definition for every tool: [`report::TensorReport`] per tensor,
+/// [`report::ModelReport`] per model (totals from the real bytes on disk).
+pub use rbe_format::report;
+pub use rbe_format::{
+    EncodedTensor, Entropy, Entry, FormatError, Layout, ModelReport, ParamsPrecision, RbeFile, ShardIndex, TensorDesc,
+    TensorReport, Transform, ValueCodec,
+};
 
 #[cfg(feature = "cpu")]
 pub use rbe_cpu as cpu;
 #[cfg(feature = "cpu")]
-pub use rbe_cpu::{CpuError, DecodeMode, LayerStats, Precision, RbeLinear};
+pub use rbe_cpu::{CpuError, DecodeMode, Isa, LayerStats, Precision, RbeLinear};
 
 #[cfg(feature = "encode")]
 pub use rbe_encode as encode;
+#[cfg(feature = "encode")]
+pub use rbe_encode::{
+    EncodeError, EncodeReport, EncodeSettings, ModelOptions, ParamsChoice, Profile, ResidualChoice, SettingsBuilder,
+    SettingsError, SourceModel, SourceTensor, Target, compressible, encode_model, encode_tensor,
+};
 
-#[cfg(feature = "candle")]
-pub mod candle;
-
-// ---- gpu feature and the backend-neutral layer API (issue 5) ----
-pub mod backend;
-pub use backend::{Backend, Layer, LayerError};
+#[cfg(feature = "gpu")]
+pub use backend::gpu_context;
 #[cfg(feature = "gpu")]
 pub use rbe_gpu as gpu;
 #[cfg(feature = "gpu")]

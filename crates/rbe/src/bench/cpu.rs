@@ -1,0 +1,220 @@
+//! The CPU benchmark: every CPU mode of the backend-neutral [`Layer`] against dense f32 and
+//! candle's `QMatMul` (Q8_0, Q4_0, Q4_K), hot (same weights again and again) and cold (cycling
+//! through >= 1 GiB of weight copies so every call streams from DRAM), plus the decode-cache study.
+//!
+//! RBE methods and `dense_f32` are compared with the *decoded* weights; candle's quantised methods
+//! with the original f32 weights (synthetic runs; for files, the decoded weights stand in).
+
+use super::baseline::{CandleQuantised, dense_f32, dense_f32_note};
+use super::report::{BenchReport, CachePoint, Row};
+use super::synthetic::{BENCH_STD, noise_matrix, seed_for};
+use super::{cold_copies, gemm_f64, max_rel_err, median_us};
+use crate::error::Error;
+use crate::{Backend, EncodedTensor, Layer, Mode};
+use candle_core::quantized::GgmlDType;
+use rbe_cpu::{DecodeMode, Isa};
+use rbe_encode::{EncodeSettings, Target, encode_tensor};
+
+/// Which RBE modes a CPU run times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModeSet {
+    /// Every mode.
+    #[default]
+    All,
+    /// `Decode` (`rbe_full_warm`, `rbe_full_cold`).
+    Full,
+    /// `DctDirect` and `DctDirectQ8`.
+    Direct,
+    /// `SparseMask`.
+    SparseMask,
+    /// `ProgressiveCoarse` and `ProgressiveFull`.
+    Progressive,
+}
+
+/// Options of a CPU run.
+#[derive(Debug, Clone)]
+pub struct CpuBench {
+    /// Input vectors per call.
+    pub batch: usize,
+    /// Target seconds per measured method.
+    pub seconds: f64,
+    /// Which RBE modes.
+    pub modes: ModeSet,
+    /// Time candle's baselines.
+    pub candle: bool,
+    /// Run the 384x384 cache study at this relative-RMSE target.
+    pub cache_study: Option<f64>,
+}
+
+/// A seeded synthetic `rows x cols` matrix (N(0, 0.05^2)) encoded at relative RMSE `rel`, with
+/// its original weights.
+pub fn synthetic_tensor(rows: usize, cols: usize, rel: f64) -> Result<(EncodedTensor, Vec<f32>), Error> {
+    let data = noise_matrix(rows, cols, seed_for(rows, cols), BENCH_STD);
+    let settings = EncodeSettings { target: Target::RelRmse(rel), profile: None, ..EncodeSettings::default() };
+    let out = encode_tensor("synthetic", &data, &[rows, cols], "F32", &settings)?;
+    Ok((out.tensor, data))
+}
+
+/// The benchmark inputs: `batch x cols` seeded values, scaled to about unit size.
+pub fn inputs(batch: usize, cols: usize) -> Vec<f32> {
+    noise_matrix(batch, cols, 99, BENCH_STD).iter().map(|v| v * 20.0).collect()
+}
+
+fn row(method: &str, cache: &'static str, median_us: f64, err: f64, bytes: usize, note: Option<String>) -> Row {
+    Row { method: method.to_owned(), cache, median_us, max_rel_err: err, bytes_read: bytes, note }
+}
+
+/// Runs the CPU benchmark on the current rayon pool. `original`: the weights before encoding,
+/// if known (candle's error reference).
+pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Result<BenchReport, Error> {
+    let (rows, cols, nb, secs) = (tensor.rows(), tensor.cols(), o.batch.max(1), o.seconds);
+    let decoded = tensor.decode()?;
+    let reference_w = original.unwrap_or(&decoded);
+    let x = inputs(nb, cols);
+    let y_dec = gemm_f64(&decoded, rows, cols, &x, nb);
+    let threads = rayon::current_num_threads();
+    let mut results = Vec::new();
+
+    // dense f32
+    let mut y = vec![0f32; nb * rows];
+    dense_f32(&decoded, rows, cols, &x, nb, &mut y, threads);
+    let err = max_rel_err(&y, &y_dec);
+    let bytes = 4 * rows * cols;
+    let note = Some(dense_f32_note(nb));
+    let hot = median_us(secs, |_| dense_f32(&decoded, rows, cols, &x, nb, &mut y, threads));
+    results.push(row("dense_f32", "hot", hot, err, bytes, note.clone()));
+    let ws: Vec<Vec<f32>> = (0..cold_copies(bytes)).map(|_| decoded.clone()).collect();
+    let cold = median_us(secs, |i| dense_f32(&ws[i % ws.len()], rows, cols, &x, nb, &mut y, threads));
+    drop(ws);
+    results.push(row("dense_f32", "cold", cold, err, bytes, note));
+
+    // RBE modes through the backend-neutral layer
+    let all = o.modes == ModeSet::All;
+    let mut modes: Vec<(&str, Mode)> = Vec::new();
+    if all || o.modes == ModeSet::Direct {
+        modes.extend([("rbe_dct_direct", Mode::DctDirect), ("rbe_dct_direct_q8", Mode::DctDirectQ8)]);
+    }
+    if all || o.modes == ModeSet::SparseMask {
+        modes.push(("rbe_sparse_mask", Mode::SparseMask));
+    }
+    if all || o.modes == ModeSet::Progressive {
+        modes.extend([
+            ("rbe_progressive_coarse", Mode::ProgressiveCoarse),
+            ("rbe_progressive_full", Mode::ProgressiveFull),
+        ]);
+    }
+    let layer = |mode| Layer::with_mode(tensor, None, Backend::Cpu, mode);
+    let mut resident = 0;
+    for (name, mode) in modes {
+        let l = layer(mode)?;
+        if mode == Mode::DctDirect {
+            resident = l.resident_bytes();
+        }
+        l.forward_batch_into(&x, nb, &mut y)?;
+        let err = max_rel_err(&y, &y_dec);
+        let bytes = l.bytes_per_call();
+        let note = (mode == Mode::ProgressiveCoarse).then(|| format!("bound E*|x| = {:.3e}", l.coarse_error_bound()));
+        let hot = median_us(secs, |_| drop(l.forward_batch_into(&x, nb, &mut y)));
+        results.push(row(name, "hot", hot, err, bytes, note.clone()));
+        let mut layers = vec![l];
+        while layers.len() < cold_copies(layers[0].resident_bytes()) {
+            layers.push(layer(mode)?);
+        }
+        let cold = median_us(secs, |i| drop(layers[i % layers.len()].forward_batch_into(&x, nb, &mut y)));
+        results.push(row(name, "cold", cold, err, bytes, note));
+    }
+    if all || o.modes == ModeSet::Full {
+        let (b, n_blocks) = (tensor.config().block, tensor.block_count());
+        let warm = layer(Mode::Decode)?;
+        warm.as_cpu().expect("a CPU layer").set_cache_blocks(n_blocks);
+        warm.forward_batch_into(&x, nb, &mut y)?;
+        let err = max_rel_err(&y, &y_dec);
+        let hot = median_us(secs, |_| drop(warm.forward_batch_into(&x, nb, &mut y)));
+        results.push(row("rbe_full_warm", "hot", hot, err, 4 * b * b * n_blocks, Some("every block cached".into())));
+        // Cold: the file's cache size, every call decodes what it needs.
+        let cold_layer = layer(Mode::Decode)?;
+        let cpu = cold_layer.as_cpu().expect("a CPU layer");
+        let cold = median_us(secs.min(0.3), |_| {
+            cpu.clear_cache();
+            drop(cold_layer.forward_batch_into(&x, nb, &mut y))
+        });
+        let note =
+            format!("cache {} blocks, emptied before each call: every block decoded", tensor.desc().cache_blocks);
+        results.push(row("rbe_full_cold", "cold", cold, err, cold_layer.bytes_per_call(), Some(note)));
+    }
+
+    if o.candle {
+        candle_rows(reference_w, rows, cols, &x, nb, secs, &mut results)?;
+    }
+    let cache_study = match o.cache_study {
+        Some(rel) => cache_study(rel, secs)?,
+        None => Vec::new(),
+    };
+    Ok(BenchReport {
+        shape: [rows, cols],
+        threads,
+        batch: nb,
+        rbe_isa: Isa::detected().name(),
+        candle_avx2_build: cfg!(target_feature = "avx2"),
+        stream_bytes: tensor.runtime_bytes() + 4,
+        resident_bytes: resident,
+        rel_rmse: tensor.desc().rel_rmse,
+        results,
+        cache_study,
+    })
+}
+
+/// candle's Q8_0, Q4_0 and Q4_K products of the reference weights, hot and cold.
+fn candle_rows(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    nb: usize,
+    secs: f64,
+    results: &mut Vec<Row>,
+) -> Result<(), Error> {
+    let y_orig = gemm_f64(w, rows, cols, x, nb);
+    for (name, dt) in
+        [("candle_q8_0", GgmlDType::Q8_0), ("candle_q4_0", GgmlDType::Q4_0), ("candle_q4_k", GgmlDType::Q4K)]
+    {
+        if !cols.is_multiple_of(dt.block_size()) {
+            let note = Some(format!("skipped: cols not a multiple of {}", dt.block_size()));
+            results.push(row(name, "hot", f64::NAN, f64::NAN, 0, note));
+            continue;
+        }
+        let mm = CandleQuantised::new(w, rows, cols, dt)?;
+        let bytes = mm.bytes();
+        let xt = CandleQuantised::input(x, nb, cols)?;
+        let err = max_rel_err(&mm.forward_vec(&xt)?, &y_orig);
+        let note = Some("error vs the original f32 weights".to_owned());
+        let hot = median_us(secs, |_| drop(mm.forward(&xt)));
+        results.push(row(name, "hot", hot, err, bytes, note.clone()));
+        let mut mms = vec![mm];
+        while mms.len() < cold_copies(bytes) {
+            mms.push(CandleQuantised::new(w, rows, cols, dt)?);
+        }
+        let cold = median_us(secs, |i| drop(mms[i % mms.len()].forward(&xt)));
+        results.push(row(name, "cold", cold, err, bytes, note));
+    }
+    Ok(())
+}
+
+/// The notes' cache analysis: a 384x384 layer (36 blocks of 64), `Decode` mode, cache 8..36 blocks.
+pub fn cache_study(rel: f64, secs: f64) -> Result<Vec<CachePoint>, Error> {
+    let (t, _) = synthetic_tensor(384, 384, rel)?;
+    let x = noise_matrix(1, 384, 5, BENCH_STD);
+    let mut y = vec![0f32; 384];
+    let mut out = Vec::new();
+    for cap in [8, 16, 24, 32, 36] {
+        let layer = Layer::with_mode(&t, None, Backend::Cpu, Mode::Decode)?;
+        let cpu = layer.as_cpu().expect("a CPU layer");
+        debug_assert_eq!(cpu.mode(), DecodeMode::Full);
+        cpu.set_cache_blocks(cap);
+        layer.forward_batch_into(&x, 1, &mut y)?;
+        cpu.reset_stats();
+        let us = median_us(secs.min(0.3), |_| drop(layer.forward_batch_into(&x, 1, &mut y)));
+        out.push(CachePoint { cache_blocks: cap, hit_rate: cpu.stats().hit_rate(), median_us: us });
+    }
+    Ok(out)
+}
