@@ -10,13 +10,7 @@ use rbe_format::{
 const NAME: &str = "encoder.layer.3.weight";
 
 fn config() -> BlockConfig {
-    BlockConfig {
-        block: 8,
-        transform: Transform::Dct,
-        layout: Layout::P32,
-        values: ValueCodec::Q16,
-        params: ParamsPrecision::None,
-    }
+    common::config(8, Transform::Dct, Layout::P32, ValueCodec::Q16, ParamsPrecision::None)
 }
 
 /// A 16x16 tensor of four sparse blocks (K = 2 each).
