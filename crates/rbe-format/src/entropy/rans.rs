@@ -318,6 +318,22 @@ mod tests {
         out
     }
 
+    /// `count` skewed symbols over `0..alphabet` drawn from `rng`, their table and their stream.
+    fn skewed_stream(rng: &mut Rng, count: usize, alphabet: u32) -> (Vec<u8>, FreqTable, Vec<u8>) {
+        let symbols = skewed_symbols(rng, count, alphabet, 1);
+        let table = FreqTable::from_counts(&histogram(&symbols));
+        let out = encoded(&table, &symbols);
+        (symbols, table, out)
+    }
+
+    /// `count` symbols decoded from `bytes` with `table`, then the stream's end checked.
+    fn decoded(bytes: &[u8], table: &FreqTable, count: usize) -> Result<Vec<u8>, EntropyError> {
+        let mut dec = RansDecoder::new(bytes)?;
+        let symbols = (0..count).map(|_| dec.get_symbol(table)).collect::<Result<Vec<u8>, _>>()?;
+        dec.finish()?;
+        Ok(symbols)
+    }
+
     fn round_trip(symbols: &[u8]) -> usize {
         let table = FreqTable::from_counts(&histogram(symbols));
         let out = encoded(&table, symbols);
@@ -497,18 +513,9 @@ mod tests {
 
     #[test]
     fn truncated_streams_are_rejected() {
-        let mut rng = Rng::new(5);
-        let symbols = skewed_symbols(&mut rng, 5000, 32, 1);
-        let table = FreqTable::from_counts(&histogram(&symbols));
-        let out = encoded(&table, &symbols);
+        let (symbols, table, out) = skewed_stream(&mut Rng::new(5), 5000, 32);
         for cut in 0..out.len() {
-            let result = RansDecoder::new(&out[..cut]).and_then(|mut dec| {
-                for _ in &symbols {
-                    dec.get_symbol(&table)?;
-                }
-                dec.finish()
-            });
-            assert!(result.is_err(), "cut {cut}");
+            assert!(decoded(&out[..cut], &table, symbols.len()).is_err(), "cut {cut}");
         }
         // Extra trailing bytes are rejected too.
         let mut longer = out.clone();
@@ -523,22 +530,14 @@ mod tests {
     #[test]
     fn corrupted_streams_are_mostly_detected() {
         let mut rng = Rng::new(6);
-        let symbols = skewed_symbols(&mut rng, 2000, 64, 1);
-        let table = FreqTable::from_counts(&histogram(&symbols));
-        let out = encoded(&table, &symbols);
+        let (symbols, table, out) = skewed_stream(&mut rng, 2000, 64);
         let trials = 2000;
         let mut detected = 0;
         for _ in 0..trials {
             let mut bad = out.clone();
             let i = rng.below(bad.len());
             bad[i] ^= 1 + rng.below(255) as u8;
-            let result = RansDecoder::new(&bad).and_then(|mut dec| {
-                let mut same = true;
-                for &s in &symbols {
-                    same &= dec.get_symbol(&table)? == s;
-                }
-                dec.finish().map(|_| same)
-            });
+            let result = decoded(&bad, &table, symbols.len()).map(|got| got == symbols);
             // Undetected only counts if the decoded symbols differ.
             if !matches!(result, Ok(true)) {
                 detected += 1;
