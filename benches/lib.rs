@@ -1,4 +1,5 @@
-//! Shared helpers of the criterion benches: seeded noise-like weights encoded with `rbe-encode`.
+//! Shared helpers of the criterion benches: seeded noise-like weights (`rbe-testkit`'s bench
+//! matrices) encoded with `rbe-encode`.
 #![deny(missing_docs)]
 
 use rbe_encode::{EncodeSettings, Target, encode_tensor};
@@ -6,12 +7,12 @@ use rbe_format::EncodedTensor;
 
 /// Seeded N(0, 0.05) weights (the same matrices as `rbe bench --synthetic`).
 pub fn synthetic(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    rbe::bench::synthetic::noise_matrix(rows, cols, seed, rbe::bench::synthetic::BENCH_STD)
+    rbe_testkit::data::gaussian(rows * cols, seed, 0.05)
 }
 
 /// Encodes `synthetic(rows, cols)` at relative RMSE `rel` with default settings.
 pub fn encoded(rows: usize, cols: usize, rel: f64) -> (EncodedTensor, Vec<f32>) {
-    let data = synthetic(rows, cols, rbe::bench::synthetic::seed_for(rows, cols));
+    let data = synthetic(rows, cols, rbe_testkit::data::bench_seed(rows, cols));
     let settings = EncodeSettings { target: Target::RelRmse(rel), profile: None, ..EncodeSettings::default() };
     match encode_tensor("bench", &data, &[rows, cols], "F32", &settings) {
         Ok(out) => (out.tensor, data),

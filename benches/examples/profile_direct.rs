@@ -4,7 +4,7 @@
 //! direct 1). Prints microseconds per call.
 
 use rbe_cpu::{DecodeMode, RbeLinear};
-use std::time::Instant;
+use rbe_testkit::timing::timed;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,11 +20,12 @@ fn main() {
     let layer = RbeLinear::new(&tensor, None, mode).expect("builds");
     let x = rbe_benches::synthetic(1, cols, 3);
     let mut y = vec![0f32; rows];
-    pool.install(|| {
-        let t = Instant::now();
-        for _ in 0..calls {
-            layer.forward_into(&x, &mut y).expect("runs");
-        }
-        println!("{:.2} us per call", t.elapsed().as_secs_f64() * 1e6 / calls as f64);
+    let ((), secs) = timed(|| {
+        pool.install(|| {
+            for _ in 0..calls {
+                layer.forward_into(&x, &mut y).expect("runs");
+            }
+        })
     });
+    println!("{:.2} us per call", secs * 1e6 / calls as f64);
 }

@@ -11,10 +11,12 @@ use anyhow::{Context, Result, bail};
 use half::f16;
 use rbe::encode::{EncodeSettings, ParamsChoice, ResidualChoice, Target};
 use rbe::format::{
-    BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout,
-    ParamsPrecision, RbeParams, RbeWriter, Residual, SafetensorsWriter, SparseResidual, TensorDesc, Transform,
+    BlockConfig, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeWriter, SafetensorsWriter, TensorDesc, Transform,
     ValueCodec,
 };
+use rbe_testkit::blocks::{desc_for, fixture_blocks, reference_f64};
+use rbe_testkit::data::{bell, f32_bytes, f64_bytes, smooth};
+use rbe_testkit::{Rng, dense};
 use std::path::{Path, PathBuf};
 
 /// Directory of the conformance fixtures, relative to the workspace root.
@@ -31,22 +33,6 @@ pub const TOL_CPU_EXACT: f64 = 1e-5;
 /// block the MiniLM query fixtures reached 1.09e-2.
 pub const TOL_CPU_Q8: f64 = 1e-2;
 
-/// Deterministic generator (64-bit LCG; the high bits).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 11
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-    }
-}
-
 /// How a fixture's tensor is made.
 enum Source {
     /// Encoded from synthetic data by the encoder.
@@ -62,20 +48,8 @@ struct Spec {
     source: Source,
 }
 
-fn smooth(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed);
-    let noise: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
-    (0..rows * cols)
-        .map(|i| {
-            let (r, c) = ((i / cols) as f32, (i % cols) as f32);
-            (0.013 * r).sin() * (0.021 * c).cos() + 0.3 * (0.002 * r * c).sin() + 0.01 * noise[i]
-        })
-        .collect()
-}
-
 fn noise(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed);
-    (0..rows * cols).map(|_| 0.05 * (rng.unit() + rng.unit() + rng.unit())).collect()
+    bell(rows * cols, seed, 0.05)
 }
 
 fn settings(block: usize, transform: Transform, layout: Layout, values: ValueCodec, target: f64) -> EncodeSettings {
@@ -170,61 +144,6 @@ fn specs() -> Result<Vec<Spec>> {
     Ok(out)
 }
 
-fn random_block(cfg: &BlockConfig, rng: &mut Rng, dense: bool) -> EncodedBlock {
-    let b = cfg.block;
-    let mut theta = [0f32; 8];
-    for t in &mut theta {
-        *t = match cfg.params {
-            ParamsPrecision::None => 0.0,
-            ParamsPrecision::F32 => rng.unit(),
-            ParamsPrecision::F16 => f16::from_f32(rng.unit()).to_f32(),
-        };
-    }
-    let residual = if dense {
-        // Widths 1..16, with outliers wherever the width leaves room for them.
-        let width = 1 + rng.below(16) as u8;
-        let half = 1i32 << (width - 1);
-        let values = (0..b * b)
-            .map(|_| {
-                if width < 16 && rng.below(25) == 0 {
-                    let v = half + rng.below(2000) as i32;
-                    (if rng.below(2) == 0 { v } else { -v - 1 }).clamp(-32768, 32767) as i16
-                } else {
-                    (rng.below(2 * half as u64) as i32 - half) as i16
-                }
-            })
-            .collect();
-        let step = (0.002 + rng.unit().abs() * 0.01) / half as f32;
-        Residual::Dense(DenseResidual { width, step, values })
-    } else {
-        let k = rng.below((b * b).min(80) as u64 + 1) as usize;
-        let mut pos: Vec<usize> = (0..k).map(|_| rng.below((b * b) as u64) as usize).collect();
-        pos.sort_unstable();
-        pos.dedup();
-        let coefficients = pos
-            .iter()
-            .map(|&p| {
-                let field = match cfg.values {
-                    ValueCodec::F32 => (0.2 * rng.unit()).to_bits(),
-                    ValueCodec::F16 => u32::from(f16::from_f32(0.2 * rng.unit()).to_bits()),
-                    ValueCodec::Q16 => rng.below(65536) as u32,
-                    ValueCodec::Q9s => rng.below(1024) as u32,
-                    ValueCodec::MuLaw8 => rng.below(256) as u32,
-                };
-                Coefficient { row: (p / b) as u16, col: (p % b) as u16, field }
-            })
-            .collect();
-        let scale = match cfg.values {
-            ValueCodec::F32 | ValueCodec::F16 => 1.0,
-            ValueCodec::Q16 => 0.2 / 32767.0,
-            ValueCodec::Q9s => f16::from_f32(0.2 / 511.0).to_f32(),
-            ValueCodec::MuLaw8 => f16::from_f32(0.2).to_f32(),
-        };
-        Residual::Sparse(SparseResidual { scale, coefficients })
-    };
-    EncodedBlock { params: RbeParams(theta), residual }
-}
-
 fn built(
     name: &str,
     rows: usize,
@@ -233,55 +152,10 @@ fn built(
     entropy: Entropy,
     seed: u64,
 ) -> Result<(EncodedTensor, Vec<u8>)> {
-    let mut rng = Rng(seed);
-    let n = rows.div_ceil(cfg.block) * cols.div_ceil(cfg.block);
-    let blocks: Vec<EncodedBlock> = (0..n).map(|i| random_block(&cfg, &mut rng, i % 3 == 1)).collect();
-    let sparse = blocks.iter().filter(|b| matches!(b.residual, Residual::Sparse(_))).count();
-    let k: usize = blocks.iter().map(EncodedBlock::coefficient_count).sum();
-    let desc = TensorDesc {
-        shape: vec![rows as u64, cols as u64],
-        dtype: "F32".into(),
-        block: cfg.block,
-        transform: cfg.transform,
-        layout: cfg.layout,
-        values: cfg.values,
-        params: cfg.params,
-        entropy,
-        profile: None,
-        cache_blocks: 8,
-        rmse: 0.0,
-        rel_rmse: 0.0,
-        std: 0.0,
-        k_mean: k as f64 / n as f64,
-        sparse,
-        dense: n - sparse,
-        stream_bytes: 0,
-        xxh3: String::new(),
-    };
+    let blocks = fixture_blocks(&cfg, rows, cols, seed);
+    let desc =
+        TensorDesc { entropy, cache_blocks: 8, std: 0.0, ..desc_for(&[rows as u64, cols as u64], &cfg, &blocks) };
     Ok(EncodedTensor::encode(name, desc, &blocks, entropy)?)
-}
-
-/// The reference decode in f64 (unrounded), row-major.
-pub fn reference_f64(t: &EncodedTensor) -> Result<Vec<f64>> {
-    let (rows, cols, b) = (t.rows(), t.cols(), t.config().block);
-    let mut dec = BlockDecoder::new(*t.config());
-    let mut out = vec![0.0; rows * cols];
-    for i in 0..t.block_count() {
-        let vals = dec.decode(&t.block(i)?);
-        let (h, w) = t.block_extent(i);
-        let (r0, c0) = ((i / t.grid().1) * b, (i % t.grid().1) * b);
-        for r in 0..h {
-            out[(r0 + r) * cols + c0..][..w].copy_from_slice(&vals[r * b..r * b + w]);
-        }
-    }
-    Ok(out)
-}
-
-fn bytes_f32(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-fn bytes_f64(v: &[f64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// Writes every fixture and the manifest into `dir`; returns the file names written.
@@ -313,20 +187,13 @@ pub fn generate(dir: &Path) -> Result<Vec<String>> {
         let decode = t.decode()?;
         let ref_name = format!("{}.ref.safetensors", spec.name);
         let mut st = SafetensorsWriter::create(&dir.join(&ref_name))?;
-        st.add("decode", "F32", &[rows, cols], &bytes_f32(&decode))?;
-        let mut rng = Rng(0x5eed ^ rows as u64 ^ ((cols as u64) << 20));
+        st.add("decode", "F32", &[rows, cols], &f32_bytes(&decode))?;
+        let mut rng = Rng::new(0x5eed ^ rows as u64 ^ ((cols as u64) << 20));
         for batch in [1usize, 4] {
-            let x: Vec<f32> = (0..batch * cols).map(|_| rng.unit()).collect();
-            let mut y = vec![0f64; batch * rows];
-            for n in 0..batch {
-                for r in 0..rows {
-                    let row = &w64[r * cols..(r + 1) * cols];
-                    y[n * rows + r] =
-                        row.iter().zip(&x[n * cols..(n + 1) * cols]).map(|(a, b)| a * f64::from(*b)).sum();
-                }
-            }
-            st.add(&format!("x{batch}"), "F32", &[batch, cols], &bytes_f32(&x))?;
-            st.add(&format!("y{batch}"), "F64", &[batch, rows], &bytes_f64(&y))?;
+            let x: Vec<f32> = (0..batch * cols).map(|_| rng.signed_f32()).collect();
+            let y = dense::gemm(&w64, rows, cols, &x, batch);
+            st.add(&format!("x{batch}"), "F32", &[batch, cols], &f32_bytes(&x))?;
+            st.add(&format!("y{batch}"), "F64", &[batch, rows], &f64_bytes(&y))?;
         }
         st.finish()?;
         let d = t.desc();

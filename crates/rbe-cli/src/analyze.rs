@@ -298,15 +298,8 @@ mod tests {
     #[test]
     fn curve_recommendation_and_chart_on_a_small_matrix() {
         let (rows, cols) = (128, 96);
-        let mut s = 0x9e3779b97f4a7c15u64;
-        let data: Vec<f32> = (0..rows * cols)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
+        let mut rng = rbe_testkit::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let data: Vec<f32> = (0..rows * cols).map(|_| rng.centred_f32()).collect();
         let args = AnalyzeArgs { input: PathBuf::new(), json: true, plot: None, targets: vec![0.01, 0.1], block: 32 };
         let t = analyse("w", &data, &[rows, cols], &args).unwrap();
         let methods: Vec<&str> = t.points.iter().map(|p| p.method.as_str()).collect();

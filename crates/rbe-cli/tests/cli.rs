@@ -7,6 +7,7 @@ use rbe::format::{
     BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeParams,
     RbeWriter, Residual, SparseResidual, TensorDesc, Transform, ValueCodec,
 };
+use rbe_testkit::blocks::{config, desc_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -27,27 +28,16 @@ struct TestFile {
     verbatim: (&'static str, &'static str, Vec<usize>, Vec<u8>),
 }
 
+/// The description an encoder would have written (BF16 source, `balanced` profile, its errors).
 fn desc(shape: &[u64], cfg: &BlockConfig, blocks: &[EncodedBlock]) -> TensorDesc {
-    let sparse = blocks.iter().filter(|b| matches!(b.residual, Residual::Sparse(_))).count();
     TensorDesc {
-        shape: shape.to_vec(),
         dtype: "BF16".to_owned(),
-        block: cfg.block,
-        transform: cfg.transform,
-        layout: cfg.layout,
-        values: cfg.values,
-        params: cfg.params,
-        entropy: Entropy::None,
         profile: Some("balanced".to_owned()),
         cache_blocks: 64,
         rmse: 1.5e-4,
         rel_rmse: 0.0125,
         std: 0.012,
-        k_mean: blocks.iter().map(EncodedBlock::coefficient_count).sum::<usize>() as f64 / blocks.len() as f64,
-        sparse,
-        dense: blocks.len() - sparse,
-        stream_bytes: 0,
-        xxh3: String::new(),
+        ..desc_for(shape, cfg, blocks)
     }
 }
 
@@ -87,25 +77,13 @@ fn build_test_file() -> TestFile {
         (
             "model.layers.0.mlp.weight",
             vec![20, 12],
-            BlockConfig {
-                block: 8,
-                transform: Transform::Dct,
-                layout: Layout::P32,
-                values: ValueCodec::Q16,
-                params: ParamsPrecision::F16,
-            },
+            config(8, Transform::Dct, Layout::P32, ValueCodec::Q16, ParamsPrecision::F16),
             Entropy::None,
         ),
         (
             "model.conv.weight",
             vec![4, 2, 3, 3],
-            BlockConfig {
-                block: 8,
-                transform: Transform::Dwt,
-                layout: Layout::B4,
-                values: ValueCodec::Q16,
-                params: ParamsPrecision::F32,
-            },
+            config(8, Transform::Dwt, Layout::B4, ValueCodec::Q16, ParamsPrecision::F32),
             Entropy::Rans,
         ),
     ];
@@ -188,13 +166,8 @@ fn inspect_json_has_every_field() {
     assert!(v["file"].as_str().expect("file").ends_with("model.rbe"));
     let tensors = v["tensors"].as_array().expect("tensors");
     assert_eq!(tensors.len(), 3);
-    let keys = [
-        "name",
-        "shape",
-        "compressed",
-        "stream_bytes",
-        "header_bytes",
-        "bits_per_weight",
+    // What only a compressed tensor has (null for verbatim ones).
+    let compressed_keys = [
         "rmse",
         "rel_rmse",
         "k_mean",
@@ -208,8 +181,9 @@ fn inspect_json_has_every_field() {
         "entropy",
         "profile",
     ];
+    let keys = ["name", "shape", "compressed", "stream_bytes", "header_bytes", "bits_per_weight"].into_iter().chain(compressed_keys);
     for t in tensors {
-        for k in keys {
+        for k in keys.clone() {
             assert!(t.get(k).is_some(), "tensor lacks `{k}`: {t}");
         }
     }
@@ -241,20 +215,7 @@ fn inspect_json_has_every_field() {
     assert_eq!(conv["params"], "f32");
     let bias = tensors.iter().find(|t| t["name"] == f.verbatim.0).expect("bias");
     assert_eq!(bias["compressed"], false);
-    for k in [
-        "rmse",
-        "rel_rmse",
-        "k_mean",
-        "blocks_sparse",
-        "blocks_dense",
-        "block",
-        "transform",
-        "layout",
-        "values",
-        "params",
-        "entropy",
-        "profile",
-    ] {
+    for k in compressed_keys {
         assert!(bias[k].is_null(), "verbatim `{k}` must be null");
     }
     assert_eq!(bias["stream_bytes"], f.verbatim.3.len());

@@ -3,6 +3,7 @@
 //! the CLI with its expected outcome. None may panic or hang; every failure is exit code 1 with a
 //! one-line error.
 
+use rbe_testkit::data::f32_bytes;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,10 +22,6 @@ fn safetensors(header: &str, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&h);
     out.extend_from_slice(data);
     out
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// A valid small `.rbe` (one compressed 64x96 tensor, one verbatim bias), built with the CLI.
@@ -92,24 +89,16 @@ fn cases() -> Vec<Case> {
         1,
         "not a valid safetensors file",
     ));
-    let mut nan = vec![0.01f32; 64 * 64];
-    nan[100] = f32::NAN;
-    c.push((
-        "nan.safetensors".into(),
-        safetensors(r#"{"layer.weight":{"dtype":"F32","shape":[64,64],"data_offsets":[0,16384]}}"#, &f32_bytes(&nan)),
-        "encode",
-        1,
-        "tensor `layer.weight`: non-finite weight NaN at index 100",
-    ));
-    let mut inf = vec![0.01f32; 64 * 64];
-    inf[4095] = f32::INFINITY;
-    c.push((
-        "inf.safetensors".into(),
-        safetensors(r#"{"layer.weight":{"dtype":"F32","shape":[64,64],"data_offsets":[0,16384]}}"#, &f32_bytes(&inf)),
-        "encode",
-        1,
-        "tensor `layer.weight`: non-finite weight inf at index 4095",
-    ));
+    // One non-finite weight in a 64x64 F32 tensor.
+    for (file, at, bad, expected) in [
+        ("nan.safetensors", 100, f32::NAN, "tensor `layer.weight`: non-finite weight NaN at index 100"),
+        ("inf.safetensors", 4095, f32::INFINITY, "tensor `layer.weight`: non-finite weight inf at index 4095"),
+    ] {
+        let mut w = vec![0.01f32; 64 * 64];
+        w[at] = bad;
+        let header = r#"{"layer.weight":{"dtype":"F32","shape":[64,64],"data_offsets":[0,16384]}}"#;
+        c.push((file.into(), safetensors(header, &f32_bytes(&w)), "encode", 1, expected));
+    }
     c.push((
         "zero-sized.safetensors".into(),
         safetensors(

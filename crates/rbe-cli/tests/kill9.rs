@@ -2,6 +2,8 @@
 //! leave an output that looks complete but is not — the output path holds either nothing or a
 //! file that verifies and decodes exactly like a clean run's.
 
+use rbe_testkit::Rng;
+use rbe_testkit::data::f32_bytes;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,17 +12,10 @@ const RBE: &str = env!("CARGO_BIN_EXE_rbe");
 
 fn write_model(path: &Path) {
     let mut w = rbe::format::SafetensorsWriter::create(path).unwrap();
-    let mut s = 0x9E3779B97F4A7C15u64;
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for t in 0..6 {
-        let data: Vec<u8> = (0..384 * 512)
-            .flat_map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1).to_le_bytes()
-            })
-            .collect();
-        w.add(&format!("layers.{t}.weight"), "F32", &[384, 512], &data).unwrap();
+        let data: Vec<f32> = (0..384 * 512).map(|_| rng.centred_f32() * 0.1).collect();
+        w.add(&format!("layers.{t}.weight"), "F32", &[384, 512], &f32_bytes(&data)).unwrap();
     }
     w.finish().unwrap();
 }
@@ -55,12 +50,11 @@ fn sigkill_never_leaves_a_file_that_looks_complete() {
     let decode_time = timed(&["decode", &d("ref.rbe"), "-o", &d("ref.safetensors")]);
     let reference = std::fs::read(d("ref.safetensors")).unwrap();
 
-    let mut seed = 12345u64;
+    let mut rng = Rng::new(12345);
     let (mut interrupted, mut complete) = (0, 0);
     for trial in 0..40 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let span = if trial % 2 == 0 { encode_time } else { decode_time };
-        let delay = span.mul_f64(((seed >> 11) as f64 / (1u64 << 53) as f64) * 0.9);
+        let delay = span.mul_f64(rng.unit() * 0.9);
         let (args, out): (Vec<String>, String) = if trial % 2 == 0 {
             let _ = std::fs::remove_file(d("o.rbe"));
             (

@@ -7,20 +7,45 @@ use rbe_cpu::pack::{PackShape, pack_plane};
 use rbe_cpu::simd::{self, PlaneF32, PlaneI16};
 use rbe_cpu::tables::Tables;
 use rbe_format::Transform;
+use rbe_testkit::Rng;
+use rbe_testkit::metrics::assert_close as close;
 
+/// Seeded uniform values in `[-0.5, 0.5)`.
 fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed;
-    move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
+    let mut g = Rng::new(seed);
+    move || g.centred_f32()
 }
 
-/// `|a - b| <= tol * scale` elementwise, `scale` the largest magnitude of `b`.
-fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
-    let scale = b.iter().fold(1e-30f32, |m, v| m.max(v.abs()));
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= tol * scale, "{what}: [{i}] {x} vs {y}");
+/// A random `b x b` plane of `w`-bit values drawn from `r`, packed: its shape and words.
+fn random_plane(r: &mut impl FnMut() -> f32, b: usize, w: u32) -> (PackShape, Vec<u32>) {
+    let sh = PackShape::new(b, w);
+    let lim = 1i64 << (w - 1);
+    let q: Vec<i32> = (0..b * b).map(|_| (((r() + 0.5) * (2 * lim) as f32) as i64 - lim) as i32).collect();
+    let q: Vec<i32> = q.iter().map(|&v| v.clamp(-(lim as i32), lim as i32 - 1)).collect();
+    let mut words = Vec::new();
+    pack_plane(&q, &sh, &mut words);
+    (sh, words)
+}
+
+/// Runs `kernel` on copies of `init` (rows of `ostride` values, the first `b` of each written)
+/// with the scalar oracle and with every available ISA: each ISA's output within 1e-5 of the
+/// oracle's, and the gap after the `b` outputs of every row untouched.
+fn against_oracle(
+    init: &[f32],
+    b: usize,
+    ostride: usize,
+    kernel: impl Fn(Isa, &mut [f32]),
+    what: impl Fn(Isa) -> String,
+) {
+    let mut want = init.to_vec();
+    kernel(Isa::Scalar, &mut want);
+    for isa in Isa::available() {
+        let mut got = init.to_vec();
+        kernel(isa, &mut got);
+        for (g, i) in got.chunks(ostride).zip(init.chunks(ostride)) {
+            assert_eq!(g[b..], i[b..], "{}: gap overwritten", what(isa));
+        }
+        close(&got, &want, 1e-5, &what(isa));
     }
 }
 
@@ -29,12 +54,7 @@ fn packed_planes_match_the_oracle() {
     let mut r = rng(11);
     for b in [8usize, 16, 32, 64] {
         for w in 1..=16u32 {
-            let sh = PackShape::new(b, w);
-            let lim = 1i64 << (w - 1);
-            let q: Vec<i32> = (0..b * b).map(|_| (((r() + 0.5) * (2 * lim) as f32) as i64 - lim) as i32).collect();
-            let q: Vec<i32> = q.iter().map(|&v| v.clamp(-(lim as i32), lim as i32 - 1)).collect();
-            let mut words = Vec::new();
-            pack_plane(&q, &sh, &mut words);
+            let (sh, words) = random_plane(&mut r, b, w);
             let padded = sh.groups * sh.slots;
             for nb in 1..=9usize {
                 let xstride = padded + 3;
@@ -53,17 +73,8 @@ fn packed_planes_match_the_oracle() {
                 let init: Vec<f32> = (0..nb * ostride).map(|_| r()).collect();
                 let job =
                     PlaneF32 { words: &words, shape: sh, xs: &xs, xstride, nb, scale: 0.37, prefetch_ahead: 4096 };
-                let mut want = init.clone();
-                simd::plane_f32(Isa::Scalar, &job, &mut want, ostride);
-                for isa in Isa::available() {
-                    let mut got = init.clone();
-                    simd::plane_f32(isa, &job, &mut got, ostride);
-                    // Gaps between outputs must stay untouched.
-                    for v in 0..nb {
-                        assert_eq!(got[v * ostride + b..(v + 1) * ostride], init[v * ostride + b..(v + 1) * ostride]);
-                    }
-                    close(&got, &want, 1e-5, &format!("plane b={b} w={w} nb={nb} {isa:?}"));
-                }
+                let kernel = |isa, out: &mut [f32]| simd::plane_f32(isa, &job, out, ostride);
+                against_oracle(&init, b, ostride, kernel, |isa| format!("plane b={b} w={w} nb={nb} {isa:?}"));
             }
         }
     }
@@ -77,12 +88,7 @@ fn integer_planes_match_the_oracle() {
     let mut r = rng(13);
     for b in [8usize, 16, 32, 64] {
         for w in 1..=16u32 {
-            let sh = PackShape::new(b, w);
-            let lim = 1i64 << (w - 1);
-            let q: Vec<i32> = (0..b * b).map(|_| (((r() + 0.5) * (2 * lim) as f32) as i64 - lim) as i32).collect();
-            let q: Vec<i32> = q.iter().map(|&v| v.clamp(-(lim as i32), lim as i32 - 1)).collect();
-            let mut words = Vec::new();
-            pack_plane(&q, &sh, &mut words);
+            let (sh, words) = random_plane(&mut r, b, w);
             let pairs_per = sh.groups * sh.slots / 2;
             for streams in 1..=9usize {
                 let pstride = pairs_per + 1;
@@ -97,26 +103,12 @@ fn integer_planes_match_the_oracle() {
                 let ostride = b + 3;
                 let n_out = streams.div_ceil(2);
                 let init: Vec<f32> = (0..n_out * ostride).map(|_| r()).collect();
-                let job = PlaneI16 {
-                    words: &words,
-                    shape: sh,
-                    pairs: &pairs,
-                    pstride,
-                    segment_pairs,
-                    scales: &scales,
-                    outs: &outs,
-                    prefetch_ahead: 4096,
-                };
-                let mut want = init.clone();
-                simd::plane_i16(Isa::Scalar, &job, &mut want, ostride);
-                for isa in Isa::available() {
-                    let mut got = init.clone();
-                    simd::plane_i16(isa, &job, &mut got, ostride);
-                    for o in 0..n_out {
-                        assert_eq!(got[o * ostride + b..(o + 1) * ostride], init[o * ostride + b..(o + 1) * ostride]);
-                    }
-                    close(&got, &want, 1e-5, &format!("i16 plane b={b} w={w} streams={streams} {isa:?}"));
-                }
+                let (words, shape, pairs, scales, outs) = (&words, sh, &pairs, &scales, &outs);
+                let job = PlaneI16 { words, shape, pairs, pstride, segment_pairs, scales, outs, prefetch_ahead: 4096 };
+                let kernel = |isa, out: &mut [f32]| simd::plane_i16(isa, &job, out, ostride);
+                against_oracle(&init, b, ostride, kernel, |isa| {
+                    format!("i16 plane b={b} w={w} streams={streams} {isa:?}")
+                });
             }
         }
     }
@@ -163,12 +155,7 @@ fn integer_planes_with_wide_inputs_match_the_oracle() {
     let mut r = rng(14);
     for b in [8usize, 16, 64] {
         for w in [2u32, 3, 5, 8, 12] {
-            let sh = PackShape::new(b, w);
-            let lim = 1i64 << (w - 1);
-            let q: Vec<i32> = (0..b * b).map(|_| (((r() + 0.5) * (2 * lim) as f32) as i64 - lim) as i32).collect();
-            let q: Vec<i32> = q.iter().map(|&v| v.clamp(-(lim as i32), lim as i32 - 1)).collect();
-            let mut words = Vec::new();
-            pack_plane(&q, &sh, &mut words);
+            let (sh, words) = random_plane(&mut r, b, w);
             let pstride = sh.groups * sh.slots / 2;
             for streams in [1usize, 2, 3, 6] {
                 // Stream 0 spans +-300, the others int8; |sum| <= 64 * 2^11 * 300 fits i32.
@@ -186,23 +173,11 @@ fn integer_planes_with_wide_inputs_match_the_oracle() {
                 let outs: Vec<usize> = (0..streams).collect();
                 let ostride = b;
                 let init: Vec<f32> = (0..streams * ostride).map(|_| r()).collect();
-                let job = PlaneI16 {
-                    words: &words,
-                    shape: sh,
-                    pairs: &pairs,
-                    pstride,
-                    segment_pairs,
-                    scales: &scales,
-                    outs: &outs,
-                    prefetch_ahead: 0,
-                };
-                let mut want = init.clone();
-                simd::plane_i16(Isa::Scalar, &job, &mut want, ostride);
-                for isa in Isa::available() {
-                    let mut got = init.clone();
-                    simd::plane_i16(isa, &job, &mut got, ostride);
-                    close(&got, &want, 1e-5, &format!("wide i16 plane b={b} w={w} streams={streams} {isa:?}"));
-                }
+                let (words, shape, pairs, scales, outs) = (&words, sh, &pairs, &scales, &outs);
+                let job = PlaneI16 { words, shape, pairs, pstride, segment_pairs, scales, outs, prefetch_ahead: 0 };
+                let kernel = |isa, out: &mut [f32]| simd::plane_i16(isa, &job, out, ostride);
+                let what = |isa| format!("wide i16 plane b={b} w={w} streams={streams} {isa:?}");
+                against_oracle(&init, b, ostride, kernel, what);
             }
         }
     }

@@ -2,17 +2,17 @@
 //! matrices encoded with `rbe-encode` (edge shapes, all block sizes, both transforms, sparse and
 //! dense blocks, params none/f16/f32).
 
-use rbe_cpu::dense::{gemm_f64, max_rel_err};
 use rbe_cpu::{DecodeMode, Isa, Precision, RbeLinear};
 use rbe_encode::{EncodeSettings, ParamsChoice, Target, encode_tensor};
 use rbe_format::{EncodedTensor, Entropy, ParamsPrecision, Transform};
+use rbe_testkit::Rng;
+use rbe_testkit::dense::{gemm, gemm_t};
+use rbe_testkit::metrics::max_rel_err;
 
+/// Seeded uniform values in `[-0.5, 0.5)`.
 fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed;
-    move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
+    let mut g = Rng::new(seed);
+    move || g.centred_f32()
 }
 
 /// Noise plus a smooth ramp, so blocks mix sparse and dense residuals.
@@ -63,7 +63,7 @@ fn check(t: &EncodedTensor, batch: usize, label: &str) {
     let mut r = rng(7);
     let x: Vec<f32> = (0..batch * cols).map(|_| r()).collect();
     let bias: Vec<f32> = (0..rows).map(|i| i as f32 * 1e-3).collect();
-    let mut y_ref = gemm_f64(&w, rows, cols, &x, batch);
+    let mut y_ref = gemm(&w, rows, cols, &x, batch);
     for v in 0..batch {
         for (o, b) in y_ref[v * rows..(v + 1) * rows].iter_mut().zip(&bias) {
             *o += f64::from(*b);
@@ -71,14 +71,7 @@ fn check(t: &EncodedTensor, batch: usize, label: &str) {
     }
     // Reference transposed product, f64.
     let g: Vec<f32> = (0..batch * rows).map(|_| r()).collect();
-    let mut xg_ref = vec![0f64; batch * cols];
-    for v in 0..batch {
-        for rr in 0..rows {
-            for c in 0..cols {
-                xg_ref[v * cols + c] += f64::from(w[rr * cols + c]) * f64::from(g[v * rows + rr]);
-            }
-        }
-    }
+    let xg_ref = gemm_t(&w, rows, cols, &g, batch);
     let x_norm = (0..batch)
         .map(|v| x[v * cols..(v + 1) * cols].iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt())
         .fold(0f64, f64::max);

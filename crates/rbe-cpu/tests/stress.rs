@@ -7,15 +7,14 @@
 use rbe_cpu::{DecodeMode, RbeLinear};
 use rbe_encode::{EncodeSettings, Target, encode_tensor};
 use rbe_format::Entropy;
+use rbe_testkit::Rng;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Seeded uniform values in `[-0.5, 0.5)`.
 fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed;
-    move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
+    let mut g = Rng::new(seed);
+    move || g.centred_f32()
 }
 
 const TOTAL: usize = if cfg!(debug_assertions) { 400 } else { 100_000 };

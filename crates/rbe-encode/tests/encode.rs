@@ -4,22 +4,13 @@
 use proptest::prelude::*;
 use rbe_encode::{EncodeError, EncodeSettings, ParamsChoice, Profile, ResidualChoice, Target, encode_tensor};
 use rbe_format::{Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
+use rbe_testkit::Rng;
+use rbe_testkit::metrics::rel_rmse;
 
-/// Seeded noise, roughly N(0, scale^2) (sum of uniforms).
+/// Seeded noise, roughly N(0, scale^2) (sum of four uniforms).
 fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..n)
-        .map(|_| {
-            let mut acc = 0.0f32;
-            for _ in 0..4 {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                acc += (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            }
-            acc * scale * 1.7
-        })
-        .collect()
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| (0..4).map(|_| rng.centred_f32()).sum::<f32>() * scale * 1.7).collect()
 }
 
 /// Low-frequency cosines plus a little noise: the kind of matrix the sparse path is for.
@@ -31,14 +22,6 @@ fn smooth(rows: usize, cols: usize) -> Vec<f32> {
             0.3 * (3.0 * r).cos() + 0.2 * (5.0 * c + 1.0).sin() + 0.1 * (2.0 * r + 7.0 * c).cos() + n[i]
         })
         .collect()
-}
-
-fn rel_rmse(orig: &[f32], dec: &[f32]) -> f64 {
-    let n = orig.len() as f64;
-    let mean = orig.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = orig.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
-    let mse = orig.iter().zip(dec).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>() / n;
-    (mse / var).sqrt()
 }
 
 fn settings(target: Target) -> EncodeSettings {

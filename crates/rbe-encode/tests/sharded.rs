@@ -3,18 +3,14 @@
 
 use rbe_encode::{EncodeSettings, ModelOptions, SourceModel, encode_model};
 use rbe_format::{RbeFile, SafetensorsWriter};
+use rbe_testkit::Rng;
+use rbe_testkit::data::f32_bytes;
 use std::path::Path;
 
+/// `n` seeded uniform values in `[-0.05, 0.05)`, as F32 bytes.
 fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed | 1;
-    (0..n)
-        .flat_map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1).to_le_bytes()
-        })
-        .collect()
+    let mut rng = Rng::new(seed);
+    f32_bytes(&(0..n).map(|_| rng.centred_f32() * 0.1).collect::<Vec<f32>>())
 }
 
 fn write_model(dir: &Path) -> std::path::PathBuf {

@@ -53,22 +53,21 @@ impl<T: DctNum + Float> TransformPlan<T> {
 
     /// In-place forward 2-D transform of a row-major `b x b` block.
     pub fn forward(&mut self, data: &mut [T]) {
-        assert_eq!(data.len(), self.block * self.block, "block buffer must hold b*b values");
-        self.rows(data, true);
-        transpose(data, &mut self.transposed, self.block);
-        let mut t = std::mem::take(&mut self.transposed);
-        self.rows(&mut t, true);
-        transpose(&t, data, self.block);
-        self.transposed = t;
+        self.two_d(data, true);
     }
 
     /// In-place inverse 2-D transform of a row-major `b x b` coefficient matrix.
     pub fn inverse(&mut self, data: &mut [T]) {
+        self.two_d(data, false);
+    }
+
+    /// The separable 2-D transform: every row, then (transposed) every column.
+    fn two_d(&mut self, data: &mut [T], forward: bool) {
         assert_eq!(data.len(), self.block * self.block, "block buffer must hold b*b values");
-        self.rows(data, false);
+        self.rows(data, forward);
         transpose(data, &mut self.transposed, self.block);
         let mut t = std::mem::take(&mut self.transposed);
-        self.rows(&mut t, false);
+        self.rows(&mut t, forward);
         transpose(&t, data, self.block);
         self.transposed = t;
     }
@@ -170,13 +169,8 @@ mod tests {
     use super::*;
 
     fn seeded(n: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-            })
-            .collect()
+        let mut rng = rbe_testkit::Rng::new(seed);
+        (0..n).map(|_| rng.unit() - 0.5).collect()
     }
 
     #[test]

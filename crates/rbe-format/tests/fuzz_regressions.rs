@@ -95,7 +95,7 @@ fn checked_in_seed_corpus_is_valid() {
 }
 
 fn seed_configs() -> [BlockConfig; 4] {
-    let c = |block, transform, layout, values, params| BlockConfig { block, transform, layout, values, params };
+    let c = common::config;
     [
         c(8, Transform::Dct, Layout::P32, ValueCodec::Q16, ParamsPrecision::F16),
         c(8, Transform::Dwt, Layout::Wide, ValueCodec::F32, ParamsPrecision::F32),

@@ -20,13 +20,7 @@ fn write(block: &EncodedBlock, cfg: &BlockConfig) -> Vec<u8> {
 
 /// The design notes' reference block (format.md 3.1): b = 64, K = 100, b4 + f16, params f32.
 fn reference_block() -> (EncodedBlock, BlockConfig) {
-    let cfg = BlockConfig {
-        block: 64,
-        transform: Transform::Dct,
-        layout: Layout::B4,
-        values: ValueCodec::F16,
-        params: ParamsPrecision::F32,
-    };
+    let cfg = common::config(64, Transform::Dct, Layout::B4, ValueCodec::F16, ParamsPrecision::F32);
     // Deterministic pattern: the first 100 positions of a 10x10 low-frequency corner,
     // values 0.01 * i with alternating sign.
     let coefficients = (0..100u16)
@@ -69,13 +63,7 @@ fn reference_block_sizes_in_other_layouts() {
 
 #[test]
 fn p32_two_coefficient_example() {
-    let cfg = BlockConfig {
-        block: 8,
-        transform: Transform::Dct,
-        layout: Layout::P32,
-        values: ValueCodec::F16,
-        params: ParamsPrecision::None,
-    };
+    let cfg = common::config(8, Transform::Dct, Layout::P32, ValueCodec::F16, ParamsPrecision::None);
     let block = EncodedBlock {
         params: RbeParams::default(),
         residual: Residual::Sparse(SparseResidual {
@@ -94,13 +82,7 @@ fn p32_two_coefficient_example() {
 #[test]
 fn dense_block_headers() {
     // format.md 3.2 example: b = 64, w = 4, no outliers, params none: 2056 bytes.
-    let cfg64 = BlockConfig {
-        block: 64,
-        transform: Transform::Dct,
-        layout: Layout::P32,
-        values: ValueCodec::Q16,
-        params: ParamsPrecision::None,
-    };
+    let cfg64 = common::config(64, Transform::Dct, Layout::P32, ValueCodec::Q16, ParamsPrecision::None);
     let values: Vec<i16> = (0..4096).map(|i| (i % 16) as i16 - 8).collect();
     let block = EncodedBlock {
         params: RbeParams::default(),
@@ -135,13 +117,7 @@ fn dense_block_headers() {
 
 #[test]
 fn tiny_container_header() {
-    let cfg = BlockConfig {
-        block: 8,
-        transform: Transform::Dwt,
-        layout: Layout::P24,
-        values: ValueCodec::Q9s,
-        params: ParamsPrecision::F16,
-    };
+    let cfg = common::config(8, Transform::Dwt, Layout::P24, ValueCodec::Q9s, ParamsPrecision::F16);
     let block = EncodedBlock {
         params: RbeParams([0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.25]),
         residual: Residual::Sparse(SparseResidual {

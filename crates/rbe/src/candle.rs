@@ -124,17 +124,10 @@ mod tests {
     use super::*;
     use rbe_encode::{EncodeSettings, Target, encode_tensor};
 
-    /// Deterministic pseudo-random values (xorshift), centred, std ~0.3.
+    /// Deterministic uniform values in `[-0.5, 0.5)`, std ~0.3.
     fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.0
-            })
-            .collect()
+        let mut rng = rbe_testkit::Rng::new(seed);
+        (0..n).map(|_| rng.centred_f32()).collect()
     }
 
     #[test]

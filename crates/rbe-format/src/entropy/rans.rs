@@ -280,26 +280,13 @@ impl<'a> RansDecoder<'a> {
 mod tests {
     use super::*;
 
-    /// SplitMix64: tiny deterministic PRNG for tests.
-    struct SplitMix(u64);
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use rbe_testkit::Rng;
 
     /// Skewed (roughly geometric) symbols over `0..alphabet`.
-    fn skewed_symbols(rng: &mut SplitMix, count: usize, alphabet: u32, skew: u32) -> Vec<u8> {
+    fn skewed_symbols(rng: &mut Rng, count: usize, alphabet: u32, skew: u32) -> Vec<u8> {
         (0..count)
             .map(|_| {
-                let r = rng.next();
+                let r = rng.next_u64();
                 let s = (r.trailing_zeros() / skew.max(1)) + (r >> 60) as u32 % 2;
                 s.min(alphabet - 1) as u8
             })
@@ -319,15 +306,37 @@ mod tests {
         counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (total / c as f64).log2()).sum()
     }
 
-    fn round_trip(symbols: &[u8]) -> usize {
-        let table = FreqTable::from_counts(&histogram(symbols));
+    /// `symbols` coded with `table` into a fresh stream (the encoder left empty).
+    fn encoded(table: &FreqTable, symbols: &[u8]) -> Vec<u8> {
         let mut enc = RansEncoder::new();
         for &s in symbols {
-            enc.put_symbol(&table, s);
+            enc.put_symbol(table, s);
         }
         let mut out = Vec::new();
         enc.finish(&mut out);
         assert!(enc.is_empty());
+        out
+    }
+
+    /// `count` skewed symbols over `0..alphabet` drawn from `rng`, their table and their stream.
+    fn skewed_stream(rng: &mut Rng, count: usize, alphabet: u32) -> (Vec<u8>, FreqTable, Vec<u8>) {
+        let symbols = skewed_symbols(rng, count, alphabet, 1);
+        let table = FreqTable::from_counts(&histogram(&symbols));
+        let out = encoded(&table, &symbols);
+        (symbols, table, out)
+    }
+
+    /// `count` symbols decoded from `bytes` with `table`, then the stream's end checked.
+    fn decoded(bytes: &[u8], table: &FreqTable, count: usize) -> Result<Vec<u8>, EntropyError> {
+        let mut dec = RansDecoder::new(bytes)?;
+        let symbols = (0..count).map(|_| dec.get_symbol(table)).collect::<Result<Vec<u8>, _>>()?;
+        dec.finish()?;
+        Ok(symbols)
+    }
+
+    fn round_trip(symbols: &[u8]) -> usize {
+        let table = FreqTable::from_counts(&histogram(symbols));
+        let out = encoded(&table, symbols);
         let mut dec = RansDecoder::new(&out).unwrap();
         for &s in symbols {
             assert_eq!(dec.get_symbol(&table).unwrap(), s);
@@ -338,7 +347,7 @@ mod tests {
 
     #[test]
     fn reciprocal_division_is_exact() {
-        let mut rng = SplitMix(10);
+        let mut rng = Rng::new(10);
         for freq in 1..=PROB_SCALE {
             let op = pack_op(0, freq);
             let rcp = op >> 32;
@@ -356,7 +365,7 @@ mod tests {
                 }
             }
             for _ in 0..8 {
-                check(rng.below(x_max));
+                check(rng.below(x_max as usize) as u64);
             }
         }
         for chunk in 1..=RAW_CHUNK_BITS {
@@ -414,7 +423,7 @@ mod tests {
 
     #[test]
     fn skewed_round_trips_near_entropy() {
-        let mut rng = SplitMix(1);
+        let mut rng = Rng::new(1);
         for (count, alphabet, skew) in
             [(1usize, 4u32, 1u32), (10, 2, 1), (1000, 16, 1), (200_000, 64, 1), (200_000, 256, 3), (100_000, 3, 8)]
         {
@@ -429,18 +438,18 @@ mod tests {
 
     #[test]
     fn uniform_full_alphabet_round_trip() {
-        let mut rng = SplitMix(2);
-        let symbols: Vec<u8> = (0..50_000).map(|_| rng.next() as u8).collect();
+        let mut rng = Rng::new(2);
+        let symbols: Vec<u8> = (0..50_000).map(|_| rng.next_u64() as u8).collect();
         let bytes = round_trip(&symbols);
         assert!(bytes <= 50_000 + 16, "{bytes}");
     }
 
     #[test]
     fn mixed_symbols_and_raw_bits() {
-        let mut rng = SplitMix(3);
+        let mut rng = Rng::new(3);
         let tables: Vec<FreqTable> = (0..3)
             .map(|k| {
-                let counts: Vec<u64> = (0..(10 + 40 * k)).map(|_| 1 + rng.below(1000)).collect();
+                let counts: Vec<u64> = (0..(10 + 40 * k)).map(|_| 1 + rng.below(1000) as u64).collect();
                 FreqTable::from_counts(&counts)
             })
             .collect();
@@ -453,11 +462,11 @@ mod tests {
             .map(|_| {
                 if rng.below(3) == 0 {
                     let n = rng.below(33) as u32;
-                    let v = rng.next() as u32;
+                    let v = rng.next_u64() as u32;
                     Op::Bits(if n == 32 { v } else { v & ((1 << n) - 1) }, n)
                 } else {
-                    let t = rng.below(3) as usize;
-                    Op::Sym(t, rng.below(tables[t].len() as u64) as u8)
+                    let t = rng.below(3);
+                    Op::Sym(t, rng.below(tables[t].len()) as u8)
                 }
             })
             .collect();
@@ -487,12 +496,12 @@ mod tests {
 
     #[test]
     fn raw_bits_cost_exactly_their_width() {
-        let mut rng = SplitMix(4);
+        let mut rng = Rng::new(4);
         let mut enc = RansEncoder::new();
         let mut total_bits = 0u64;
         for _ in 0..100_000 {
             let n = rng.below(33) as u32;
-            enc.put_bits(rng.next() as u32, n);
+            enc.put_bits(rng.next_u64() as u32, n);
             total_bits += u64::from(n);
         }
         let mut out = Vec::new();
@@ -504,23 +513,9 @@ mod tests {
 
     #[test]
     fn truncated_streams_are_rejected() {
-        let mut rng = SplitMix(5);
-        let symbols = skewed_symbols(&mut rng, 5000, 32, 1);
-        let table = FreqTable::from_counts(&histogram(&symbols));
-        let mut enc = RansEncoder::new();
-        for &s in &symbols {
-            enc.put_symbol(&table, s);
-        }
-        let mut out = Vec::new();
-        enc.finish(&mut out);
+        let (symbols, table, out) = skewed_stream(&mut Rng::new(5), 5000, 32);
         for cut in 0..out.len() {
-            let result = RansDecoder::new(&out[..cut]).and_then(|mut dec| {
-                for _ in &symbols {
-                    dec.get_symbol(&table)?;
-                }
-                dec.finish()
-            });
-            assert!(result.is_err(), "cut {cut}");
+            assert!(decoded(&out[..cut], &table, symbols.len()).is_err(), "cut {cut}");
         }
         // Extra trailing bytes are rejected too.
         let mut longer = out.clone();
@@ -534,28 +529,15 @@ mod tests {
 
     #[test]
     fn corrupted_streams_are_mostly_detected() {
-        let mut rng = SplitMix(6);
-        let symbols = skewed_symbols(&mut rng, 2000, 64, 1);
-        let table = FreqTable::from_counts(&histogram(&symbols));
-        let mut enc = RansEncoder::new();
-        for &s in &symbols {
-            enc.put_symbol(&table, s);
-        }
-        let mut out = Vec::new();
-        enc.finish(&mut out);
+        let mut rng = Rng::new(6);
+        let (symbols, table, out) = skewed_stream(&mut rng, 2000, 64);
         let trials = 2000;
         let mut detected = 0;
         for _ in 0..trials {
             let mut bad = out.clone();
-            let i = rng.below(bad.len() as u64) as usize;
+            let i = rng.below(bad.len());
             bad[i] ^= 1 + rng.below(255) as u8;
-            let result = RansDecoder::new(&bad).and_then(|mut dec| {
-                let mut same = true;
-                for &s in &symbols {
-                    same &= dec.get_symbol(&table)? == s;
-                }
-                dec.finish().map(|_| same)
-            });
+            let result = decoded(&bad, &table, symbols.len()).map(|got| got == symbols);
             // Undetected only counts if the decoded symbols differ.
             if !matches!(result, Ok(true)) {
                 detected += 1;
@@ -566,15 +548,15 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut rng = SplitMix(7);
+        let mut rng = Rng::new(7);
         let tables = [
             FreqTable::from_counts(&[5, 1, 0, 1]),
             FreqTable::from_counts(&(0..256).map(|i| 1 + i).collect::<Vec<u64>>()),
             FreqTable::single_symbol(),
         ];
         for _ in 0..5000 {
-            let len = rng.below(64) as usize;
-            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let len = rng.below(64);
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             if len >= 4 && rng.below(2) == 0 {
                 // Make the state valid so decoding gets further.
                 bytes[3] = 0x01 + rng.below(0x7f) as u8;
@@ -585,7 +567,7 @@ mod tests {
             for _ in 0..rng.below(200) {
                 let r = match rng.below(4) {
                     0 => dec.get_bits(rng.below(40) as u32).map(|_| ()),
-                    k => dec.get_symbol(&tables[k as usize - 1]).map(|_| ()),
+                    k => dec.get_symbol(&tables[k - 1]).map(|_| ()),
                 };
                 if r.is_err() {
                     break;
@@ -600,7 +582,7 @@ mod tests {
     #[test]
     #[ignore = "timing only"]
     fn rans_throughput() {
-        let mut rng = SplitMix(8);
+        let mut rng = Rng::new(8);
         let n = 20_000_000;
         let symbols = skewed_symbols(&mut rng, n, 64, 1);
         let counts = histogram(&symbols);

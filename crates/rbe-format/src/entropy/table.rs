@@ -321,20 +321,7 @@ fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u32, EntropyError> {
 mod tests {
     use super::*;
 
-    /// SplitMix64: tiny deterministic PRNG for tests.
-    struct SplitMix(u64);
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use rbe_testkit::Rng;
 
     fn entropy_bits(counts: &[u64]) -> f64 {
         let total: f64 = counts.iter().map(|&c| c as f64).sum();
@@ -390,14 +377,11 @@ mod tests {
 
     #[test]
     fn gaussian_histogram_cost_close_to_entropy() {
-        let mut rng = SplitMix(7);
+        let mut rng = Rng::new(7);
         for (samples, sigma) in [(4096usize, 12.0f64), (100_000, 30.0), (20_000, 2.0)] {
             let mut counts = vec![0u64; 256];
             for _ in 0..samples {
-                // Box-Muller.
-                let (u1, u2) = (rng.unit().max(1e-300), rng.unit());
-                let g = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-                let v = (128.0 + g * sigma).round().clamp(0.0, 255.0) as usize;
+                let v = (128.0 + rng.gaussian() * sigma).round().clamp(0.0, 255.0) as usize;
                 counts[v] += 1;
             }
             let t = FreqTable::from_counts(&counts);
@@ -411,11 +395,11 @@ mod tests {
 
     #[test]
     fn quantisation_is_locally_optimal() {
-        let mut rng = SplitMix(99);
+        let mut rng = Rng::new(99);
         for _ in 0..50 {
-            let n = 1 + (rng.next() % 40) as usize;
+            let n = 1 + (rng.next_u64() % 40) as usize;
             let counts: Vec<u64> =
-                (0..n).map(|_| if rng.next().is_multiple_of(4) { 0 } else { rng.next() % 1000 }).collect();
+                (0..n).map(|_| if rng.next_u64().is_multiple_of(4) { 0 } else { rng.next_u64() % 1000 }).collect();
             let t = FreqTable::from_counts(&counts);
             if counts.iter().all(|&c| c == 0) {
                 continue;
@@ -455,9 +439,9 @@ mod tests {
 
     #[test]
     fn write_read_round_trip() {
-        let mut rng = SplitMix(3);
+        let mut rng = Rng::new(3);
         for n in [1usize, 2, 17, 255, 256] {
-            let mut counts: Vec<u64> = (0..n).map(|_| rng.next() % 5000).collect();
+            let mut counts: Vec<u64> = (0..n).map(|_| rng.next_u64() % 5000).collect();
             counts[n - 1] += 1;
             let t = FreqTable::from_counts(&counts);
             assert_eq!(t.len(), n);
@@ -515,12 +499,12 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut rng = SplitMix(11);
+        let mut rng = Rng::new(11);
         for _ in 0..5000 {
-            let len = (rng.next() % 40) as usize;
-            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            if len > 0 && rng.next().is_multiple_of(2) {
-                bytes[0] = (rng.next() % 4) as u8;
+            let len = (rng.next_u64() % 40) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            if len > 0 && rng.next_u64().is_multiple_of(2) {
+                bytes[0] = (rng.next_u64() % 4) as u8;
             }
             let mut pos = 0;
             let _ = FreqTable::read(&bytes, &mut pos);

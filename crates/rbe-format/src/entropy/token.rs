@@ -158,16 +158,7 @@ pub fn decode_uint(
 mod tests {
     use super::*;
 
-    struct SplitMix(u64);
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-    }
+    use rbe_testkit::Rng;
 
     const CONFIGS: [(u32, u32); 7] = [(4, 2), (0, 0), (4, 0), (3, 1), (5, 3), (6, 1), (7, 2)];
 
@@ -189,13 +180,13 @@ mod tests {
 
     #[test]
     fn token_value_inverse() {
-        let mut rng = SplitMix(1);
+        let mut rng = Rng::new(1);
         for (d, m) in CONFIGS {
             let t = UintTokenizer::new(d, m);
             let direct = 1u32 << d;
             let mut values = vec![0, 1, direct - 1, direct, direct + 1, 1 << 20, (1 << 24) - 1, u32::MAX, u32::MAX - 1];
             values.extend((0..32).flat_map(|b| [1u32 << b, (1u32 << b).wrapping_sub(1)]));
-            values.extend((0..20_000).map(|_| (rng.next() as u32) >> (rng.next() % 32)));
+            values.extend((0..20_000).map(|_| (rng.next_u64() as u32) >> (rng.next_u64() % 32)));
             let mut prev_token = 0u8;
             let mut sorted = values.clone();
             sorted.sort_unstable();
@@ -233,12 +224,12 @@ mod tests {
 
     #[test]
     fn uint_round_trip_through_rans() {
-        let mut rng = SplitMix(2);
+        let mut rng = Rng::new(2);
         let tok = UintTokenizer::new(4, 2);
         let values: Vec<u32> = (0..50_000)
             .map(|i| match i % 5 {
-                0 => rng.next() as u32,
-                _ => (rng.next() as u32) >> (20 + rng.next() % 12),
+                0 => rng.next_u64() as u32,
+                _ => (rng.next_u64() as u32) >> (20 + rng.next_u64() % 12),
             })
             .chain([0, 15, 16, 1 << 20, u32::MAX])
             .collect();

@@ -1,1 +1,0 @@
-//! Criterion benches (placeholder until the benches land).
