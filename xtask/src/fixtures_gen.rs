@@ -28,7 +28,7 @@ pub const TENSOR: &str = "w";
 pub const TOL_GPU: f64 = 1e-4;
 /// CPU modes that are exact up to f32 rounding.
 pub const TOL_CPU_EXACT: f64 = 1e-5;
-/// CPU `dct_direct_q8` (int8 activations, one max-abs scale per 16 transformed inputs): issue 4's
+/// CPU `dct_direct_q8` (int8 activations, one max-abs scale per 16 transformed inputs): the Q8
 /// bound. The worst fixture measures about 5e-3 (noise_b32_dwt); with one scale per 64-value
 /// block the MiniLM query fixtures reached 1.09e-2.
 pub const TOL_CPU_Q8: f64 = 1e-2;

@@ -420,7 +420,7 @@ fn render(rows: &[Row], sentences: &[String], compact_mean: f64, compact_min: f6
     s.push_str(notes);
     let find = |m: &str| rows.iter().find(|r| r.method == m);
     let ok = |b: bool| if b { "met" } else { "MISSED" };
-    let _ = writeln!(s, "\nIssue 6 targets (measured here, same sentences for every row):\n");
+    let _ = writeln!(s, "\nTargets (measured here, same sentences for every row):\n");
     if let (Some(r), Some(q4k), Some(q4_0)) = (find("RBE --rel-rmse 0.0735"), find("GGUF Q4_K"), find("GGUF Q4_0")) {
         let _ = writeln!(
             s,

@@ -105,7 +105,7 @@ fn comment_text(line: &str) -> Option<&str> {
     None
 }
 
-/// "issue 4", "Issue #12", "issues 3 and 4" — a word `issue(s)` followed by a number.
+/// The word `issue` or `issues` followed by a number, with or without a `#`.
 fn cites_issue(comment: &str) -> bool {
     let lower = comment.to_ascii_lowercase();
     let words: Vec<&str> = lower.split(|c: char| c.is_whitespace() || c == '(' || c == ')').collect();
