@@ -43,7 +43,7 @@ impl Layer {
     }
 
     /// Builds the layer on `backend` in `mode`; [`LayerError::Unsupported`] when the backend does
-    /// not offer it. The GPU backend runs on the process-wide [`crate::gpu_context`].
+    /// not offer it. The GPU backend runs on the process-wide context (`rbe::gpu_context`).
     pub fn with_mode(
         tensor: &EncodedTensor,
         bias: Option<Vec<f32>>,
@@ -54,18 +54,21 @@ impl Layer {
         if !backend.modes().contains(&mode) {
             return Err(LayerError::Unsupported { backend, mode });
         }
-        let inner = match backend {
+        match backend {
             #[cfg(feature = "cpu")]
-            Backend::Cpu => Inner::Cpu(Box::new(rbe_cpu::RbeLinear::new(tensor, bias, mode.cpu())?)),
+            Backend::Cpu => {
+                let inner = Inner::Cpu(Box::new(rbe_cpu::RbeLinear::new(tensor, bias, mode.cpu())?));
+                Ok(Layer { inner, mode })
+            }
             #[cfg(feature = "gpu")]
             Backend::Gpu => {
                 let gpu_mode = mode.gpu().ok_or(LayerError::Unsupported { backend, mode })?;
-                Inner::Gpu(Box::new(rbe_gpu::GpuLinear::new(&crate::gpu_context()?, tensor, bias, gpu_mode)?))
+                let linear = rbe_gpu::GpuLinear::new(&crate::gpu_context()?, tensor, bias, gpu_mode)?;
+                Ok(Layer { inner: Inner::Gpu(Box::new(linear)), mode })
             }
             #[allow(unreachable_patterns)]
-            other => return Err(LayerError::NotCompiled(other.name())),
-        };
-        Ok(Layer { inner, mode })
+            other => Err(LayerError::NotCompiled(other.name())),
+        }
     }
 
     /// The backend computing this layer.

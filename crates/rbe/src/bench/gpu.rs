@@ -46,13 +46,13 @@ pub fn run(tensor: &EncodedTensor, batch: usize, iters: usize) -> Result<BenchRe
     };
     let dense = rbe_gpu::GpuDense::new(&ctx, tensor.name(), &decoded, rows, cols).map_err(crate::LayerError::from)?;
     let y = dense.forward_batch(&x, nb).map_err(crate::LayerError::from)?;
-    let s = time(|| Ok(drop(dense.forward_batch(&x, nb).map_err(crate::LayerError::from)?)), iters)?;
+    let s = time(|| dense.forward_batch(&x, nb).map(drop).map_err(|e| crate::LayerError::from(e).into()), iters)?;
     push("gpu_dense_f32", s, &y, dense.bytes_per_call());
     drop(dense);
     for (mode, method) in [(Mode::DctDirect, "gpu_dct_direct"), (Mode::Decode, "gpu_decode")] {
         let layer = Layer::with_mode(tensor, None, Backend::Gpu, mode)?;
         let y = layer.forward_batch(&x, nb)?;
-        let s = time(|| Ok(drop(layer.forward_batch(&x, nb)?)), iters)?;
+        let s = time(|| layer.forward_batch(&x, nb).map(drop).map_err(Error::from), iters)?;
         push(method, s, &y, layer.bytes_per_call());
     }
     Ok(BenchReport {
