@@ -69,7 +69,7 @@ pub(in crate::simd) fn plane_i16(dotprod: bool, job: &PlaneI16<'_>, out: &mut [f
         // Row vectors per pass: the integer accumulators (one or two per row vector and stream),
         // the f32 segment sums, the lanes and the broadcast inputs within 32 registers.
         let rc = rows_per_pass(nv, if np >= 2 && !dot { 2 } else { 8 / np.max(2) });
-        // SAFETY: lengths checked by `super::plane_i16` (every stream's `segs` scales included);
+        // SAFETY: lengths checked by `simd::plane_i16` (every stream's `segs` scales included);
         // NEON is part of every aarch64 CPU, and `dotprod` is only true for `Isa::NeonDot`, whose
         // support the caller checked; `rc` divides `b / 4`; `dot` implies `W <= 8` and int8 inputs.
         unsafe {
@@ -227,7 +227,7 @@ unsafe fn i16_neon<const W: i32, const R16: i32, const NP: usize, const RC: usiz
                 }
             }
         }
-        // SAFETY: outputs checked by `super::plane_i16`.
+        // SAFETY: outputs checked by `simd::plane_i16`.
         unsafe { store_sums::<NP, RC>(&a, r0, &facc) };
     }
 }
@@ -318,7 +318,7 @@ unsafe fn i16_dot<const W: i32, const R8: i32, const NP: usize, const RC: usize>
                 }
             }
         }
-        // SAFETY: outputs checked by `super::plane_i16`.
+        // SAFETY: outputs checked by `simd::plane_i16`.
         unsafe { store_sums::<NP, RC>(&a, r0, &facc) };
     }
 }

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 pub(in crate::simd) fn plane_f32(isa: Isa, job: &PlaneF32<'_>, out: &mut [f32], ostride: usize) {
     let sh = &job.shape;
     plane_f32_chunks(job, out, ostride, |a, nb| {
-        // SAFETY: `super::plane_f32` checked that `words` holds the plane, that every one of the
+        // SAFETY: `simd::plane_f32` checked that `words` holds the plane, that every one of the
         // `nb` inputs holds `groups * slots` values and every output `b`; the ISA was checked
         // supported by the caller (`Isa::supported`) before it was chosen.
         unsafe {

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 pub(in crate::simd) fn plane_i16(isa: Isa, job: &PlaneI16<'_>, out: &mut [f32], ostride: usize) {
     let sh = &job.shape;
     plane_i16_chunks(job, out, ostride, |a, np, _| {
-        // SAFETY: lengths checked by `super::plane_i16`; ISA support checked by the caller.
+        // SAFETY: lengths checked by `simd::plane_i16`; ISA support checked by the caller.
         unsafe {
             if sh.block >= 16 && isa >= Isa::Avx512 {
                 let rc = match (np, sh.block % 64, sh.block % 32) {
@@ -110,7 +110,7 @@ unsafe fn i16_512_body<const W: u32, const NP: usize, const RC: usize, const VNN
     let fph = 16 / W as usize;
     let lut = sign_lut16::<W>();
     // SAFETY (whole body): the caller's target features cover every intrinsic used; pointers are
-    // inside the buffers checked by `super::plane_i16`.
+    // inside the buffers checked by `simd::plane_i16`.
     unsafe {
         let table = _mm512_loadu_si512(lut.as_ptr() as *const __m512i);
         for r0 in (0..a.b / 16).step_by(RC) {
@@ -209,7 +209,7 @@ unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn i16_256<const W: u32, const NP: usize>(a: IArgs) {
     let fph = 16 / W as usize;
-    // SAFETY (whole body): inside the buffers checked by `super::plane_i16`.
+    // SAFETY (whole body): inside the buffers checked by `simd::plane_i16`.
     unsafe {
         for rc in 0..a.b / 8 {
             let mut acc = [[_mm256_setzero_si256(); 2]; NP];
