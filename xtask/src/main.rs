@@ -16,7 +16,7 @@ use anyhow::bail;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci                     format check, clippy (-D warnings), tidy, docs, aarch64 compile check, the whole test suite
+  ci                     format check, clippy (-D warnings), tidy, aarch64 compile check, the whole test suite
   tidy                   every module opens with a `//!` line; no comment cites a tracker issue
   doc                    cargo doc with warnings denied, the workspace and each facade feature set
   check-aarch64          the aarch64 compile check alone (cargo check + clippy of the NEON kernels)
