@@ -181,7 +181,9 @@ fn inspect_json_has_every_field() {
         "entropy",
         "profile",
     ];
-    let keys = ["name", "shape", "compressed", "stream_bytes", "header_bytes", "bits_per_weight"].into_iter().chain(compressed_keys);
+    let keys = ["name", "shape", "compressed", "stream_bytes", "header_bytes", "bits_per_weight"]
+        .into_iter()
+        .chain(compressed_keys);
     for t in tensors {
         for k in keys.clone() {
             assert!(t.get(k).is_some(), "tensor lacks `{k}`: {t}");

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use rbe_format::layout::{dense_payload_bytes, fits_width, needed_width};
 use rbe_format::values::{decode_value, encode_value, scale_for};
 use rbe_format::{
-    BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, RbeParams, Residual, SparseResidual,
-    ValueCodec,
+    BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, RbeParams, Residual,
+    SparseResidual, ValueCodec,
 };
 
 /// `x` rounded to 7 significant digits, so the metadata JSON stays short (up, for errors: a

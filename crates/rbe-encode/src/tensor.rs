@@ -8,8 +8,8 @@ use crate::settings::{EncodeSettings, ParamsChoice, Target};
 use rayon::prelude::*;
 use rbe_format::basis::N_PARAMS;
 use rbe_format::{
-    BlockConfig, BlockGrid, EncodedBlock, EncodedTensor, ParamsPrecision, RbeParams, Residual, SharedBytes, SparseResidual,
-    TensorDesc, TransformPlan,
+    BlockConfig, BlockGrid, EncodedBlock, EncodedTensor, ParamsPrecision, RbeParams, Residual, SharedBytes,
+    SparseResidual, TensorDesc, TransformPlan,
 };
 
 /// Result of encoding one tensor.
