@@ -14,7 +14,7 @@ pub fn synthetic(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
 pub fn encoded(rows: usize, cols: usize, rel: f64) -> (EncodedTensor, Vec<f32>) {
     let data = synthetic(rows, cols, rbe_testkit::data::bench_seed(rows, cols));
     let settings = EncodeSettings { target: Target::RelRmse(rel), profile: None, ..EncodeSettings::default() };
-    match encode_tensor("bench", &data, &[rows, cols], "F32", &settings) {
+    match encode_tensor("bench", &data, &[rows, cols], rbe_format::SourceDtype::F32, &settings) {
         Ok(out) => (out.tensor, data),
         Err(e) => panic!("bench matrix failed to encode: {e}"),
     }

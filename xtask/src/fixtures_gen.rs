@@ -11,10 +11,10 @@ use anyhow::{Context, Result, bail};
 use half::f16;
 use rbe::encode::{EncodeSettings, ParamsChoice, ResidualChoice, Target};
 use rbe::format::{
-    BlockConfig, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeWriter, SafetensorsWriter, TensorDesc, Transform,
-    ValueCodec,
+    BlockConfig, EncodeStats, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeWriter, SafetensorsWriter,
+    TensorDesc, Transform, ValueCodec,
 };
-use rbe_testkit::blocks::{desc_for, fixture_blocks, reference_f64};
+use rbe_testkit::blocks::{desc, fixture_blocks, reference_f64, stats_for};
 use rbe_testkit::data::{bell, f32_bytes, f64_bytes, smooth};
 use rbe_testkit::{Rng, dense};
 use std::path::{Path, PathBuf};
@@ -153,9 +153,10 @@ fn built(
     seed: u64,
 ) -> Result<(EncodedTensor, Vec<u8>)> {
     let blocks = fixture_blocks(&cfg, rows, cols, seed);
-    let desc =
-        TensorDesc { entropy, cache_blocks: 8, std: 0.0, ..desc_for(&[rows as u64, cols as u64], &cfg, &blocks) };
-    Ok(EncodedTensor::encode(name, desc, &blocks, entropy)?)
+    let desc = TensorDesc { entropy, ..desc(&[rows as u64, cols as u64], &cfg) };
+    let stats = EncodeStats { cache_blocks: 8, std: 0.0, ..stats_for(&blocks) };
+    let (tensor, stream) = EncodedTensor::encode(name, desc, &blocks, entropy)?;
+    Ok((tensor.with_stats(stats), stream))
 }
 
 /// Writes every fixture and the manifest into `dir`; returns the file names written.
@@ -166,8 +167,14 @@ pub fn generate(dir: &Path) -> Result<Vec<String>> {
     for spec in specs()? {
         let (tensor, stream, kind) = match spec.source {
             Source::Encoded { data, settings, kind } => {
-                let out = rbe::encode::encode_tensor(TENSOR, &data, &[spec.rows, spec.cols], "F32", &settings)
-                    .with_context(|| format!("encoding fixture {}", spec.name))?;
+                let out = rbe::encode::encode_tensor(
+                    TENSOR,
+                    &data,
+                    &[spec.rows, spec.cols],
+                    rbe::format::SourceDtype::F32,
+                    &settings,
+                )
+                .with_context(|| format!("encoding fixture {}", spec.name))?;
                 (out.tensor, out.stream.to_vec(), kind)
             }
             Source::Blocks { cfg, entropy, seed } => {
@@ -177,7 +184,7 @@ pub fn generate(dir: &Path) -> Result<Vec<String>> {
         };
         let rbe_name = format!("{}.rbe", spec.name);
         let mut w = RbeWriter::create(&dir.join(&rbe_name))?;
-        w.add_compressed(TENSOR, tensor.desc(), &stream)?;
+        w.add_tensor(&tensor, &stream)?;
         w.finish()?;
         // Reload exactly what a reader sees (entropy coding undone).
         let file = rbe::format::RbeFile::open(&dir.join(&rbe_name))?;

@@ -194,8 +194,8 @@ impl Linears {
 fn encode_all(lin: &Linears, settings: &EncodeSettings) -> anyhow::Result<(Vec<Vec<f32>>, Vec<EncodedTensor>, f64)> {
     let (mut decoded, mut tensors, mut bytes) = (Vec::new(), Vec::new(), 0u64);
     for (name, shape, data) in &lin.items {
-        let out = encode_tensor(name, data, shape, "F32", settings)?;
-        bytes += TensorReport::compressed(name, out.tensor.desc()).cost_bytes();
+        let out = encode_tensor(name, data, shape, rbe::format::SourceDtype::F32, settings)?;
+        bytes += TensorReport::of_tensor(&out.tensor).cost_bytes();
         decoded.push(out.tensor.decode()?);
         tensors.push(out.tensor);
     }

@@ -87,13 +87,13 @@ fn rel_rmse(orig: &[f32], approx: &[f32]) -> f64 {
 /// the tensor's header entries) and the relative RMSE the encoder measured on the decode.
 fn rbe_point(name: &str, data: &[f32], shape: &[usize], block: usize, target: f64) -> anyhow::Result<Point> {
     let settings = EncodeSettings::builder().target(Target::RelRmse(target)).block(block).build()?;
-    let out = encode_tensor(name, data, shape, "F32", &settings)?;
-    let report = TensorReport::compressed(name, out.tensor.desc());
+    let out = encode_tensor(name, data, shape, rbe::format::SourceDtype::F32, &settings)?;
+    let report = TensorReport::of_tensor(&out.tensor);
     Ok(Point {
         method: format!("rbe@{target}"),
         target: Some(target),
         bits_per_weight: report.bits_per_weight.unwrap_or(f64::NAN),
-        rel_rmse: out.tensor.desc().rel_rmse,
+        rel_rmse: out.tensor.stats().rel_rmse,
     })
 }
 

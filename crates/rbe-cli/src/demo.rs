@@ -110,8 +110,8 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
             EncodeSettings { target: Target::TopK(200), profile: None, ..EncodeSettings::default() },
         ));
         for (label, settings) in targets {
-            let out = encode_tensor(&t.name, &w, &t.shape, "F16", &settings)?;
-            let bpw = TensorReport::compressed(&t.name, out.tensor.desc()).bits_per_weight.unwrap_or(f64::NAN);
+            let out = encode_tensor(&t.name, &w, &t.shape, rbe::format::SourceDtype::F16, &settings)?;
+            let bpw = TensorReport::of_tensor(&out.tensor).bits_per_weight.unwrap_or(f64::NAN);
             let layer = Layer::with_mode(&out.tensor, None, Backend::Cpu, Mode::DctDirect)?;
             let y = layer.forward_batch(&x, BATCH)?;
             let rbe_us = median_reps_us(a.reps, || {
@@ -122,7 +122,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
                 t.name,
                 label,
                 bpw,
-                out.tensor.desc().rel_rmse,
+                out.tensor.stats().rel_rmse,
                 rel_err(&y, &y_dense),
                 dense_us,
                 rbe_us,

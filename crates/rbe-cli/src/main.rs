@@ -84,8 +84,39 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes on one line, each said once: library errors already include their
+/// cause's message, so a cause whose text the line already holds is skipped.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn causes_already_in_the_message_are_said_once() {
+        let io = std::io::Error::other("disk on fire");
+        let inner = anyhow::Error::new(io).context("x.rbe: disk on fire");
+        assert_eq!(error_line(&inner.context("encoding")), "encoding: x.rbe: disk on fire");
+        let plain = anyhow::anyhow!("no such tensor").context("inspect");
+        assert_eq!(error_line(&plain), "inspect: no such tensor");
     }
 }

@@ -4,10 +4,10 @@
 
 use half::{bf16, f16};
 use rbe::format::{
-    BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeParams,
-    RbeWriter, Residual, SparseResidual, TensorDesc, Transform, ValueCodec,
+    BlockConfig, Coefficient, DenseResidual, EncodeStats, EncodedBlock, EncodedTensor, Entropy, Layout,
+    ParamsPrecision, RbeParams, RbeWriter, Residual, SourceDtype, SparseResidual, TensorDesc, Transform, ValueCodec,
 };
-use rbe_testkit::blocks::{config, desc_for};
+use rbe_testkit::blocks::{self, config, stats_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -28,16 +28,20 @@ struct TestFile {
     verbatim: (&'static str, &'static str, Vec<usize>, Vec<u8>),
 }
 
-/// The description an encoder would have written (BF16 source, `balanced` profile, its errors).
-fn desc(shape: &[u64], cfg: &BlockConfig, blocks: &[EncodedBlock]) -> TensorDesc {
-    TensorDesc {
-        dtype: "BF16".to_owned(),
+/// The description an encoder would have written: a BF16 source.
+fn desc(shape: &[u64], cfg: &BlockConfig) -> TensorDesc {
+    TensorDesc { dtype: SourceDtype::BF16, ..blocks::desc(shape, cfg) }
+}
+
+/// The statistics an encoder would have written (`balanced` profile, its errors).
+fn stats(blocks: &[EncodedBlock]) -> EncodeStats {
+    EncodeStats {
         profile: Some("balanced".to_owned()),
         cache_blocks: 64,
         rmse: 1.5e-4,
         rel_rmse: 0.0125,
         std: 0.012,
-        ..desc_for(shape, cfg, blocks)
+        ..stats_for(blocks)
     }
 }
 
@@ -92,9 +96,10 @@ fn build_test_file() -> TestFile {
         let rows = shape[0] as usize;
         let cols: usize = shape[1..].iter().product::<u64>() as usize;
         let blocks = blocks_for(&cfg, rows.div_ceil(cfg.block) * cols.div_ceil(cfg.block));
-        let mut t = EncodedTensor::from_blocks(name, desc(&shape, &cfg, &blocks), &blocks).expect("tensor");
+        let mut t =
+            EncodedTensor::from_blocks(name, desc(&shape, &cfg), &blocks).expect("tensor").with_stats(stats(&blocks));
         let stream = t.to_stream(entropy).expect("stream");
-        writer.add_compressed(name, t.desc(), &stream).expect("add");
+        writer.add_tensor(&t, &stream).expect("add");
         compressed.push(Compressed {
             name,
             shape,

@@ -16,7 +16,7 @@
 //! symmetric because rows and columns share one coordinate formula).
 
 use crate::simd::{self, Isa};
-use rbe_format::basis::N_PARAMS;
+use rbe_format::codec::N_PARAMS;
 use std::f64::consts::PI;
 
 /// Number of separable 1-D factors.
@@ -73,7 +73,7 @@ pub struct BaseAccumulator {
 }
 
 impl SeparableBasis {
-    /// The factors for block edge `block` (>= 2), on the coordinates of [`rbe_format::basis`].
+    /// The factors for block edge `block` (>= 2), on the coordinates of [`rbe_format::codec::basis_at`].
     pub fn new(block: usize) -> Self {
         let span = (block - 1) as f64;
         let t: Vec<f64> = (0..block).map(|n| (2.0 * n as f64 - span) / span).collect();
@@ -174,7 +174,7 @@ impl SeparableBasis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rbe_format::basis::BasisTable;
+    use rbe_format::codec::BasisTable;
 
     #[test]
     fn factors_rebuild_every_reference_plane() {

@@ -19,7 +19,7 @@ use crate::pack::PackShape;
 use crate::resident::{Blk, DenseBlk, Resident, SparseBlk};
 use crate::simd::{self, PlaneF32};
 use rayon::prelude::*;
-use rbe_format::basis::N_PARAMS;
+use rbe_format::codec::N_PARAMS;
 use std::time::Instant;
 
 /// How many blocks ahead of the one being multiplied the direct modes prefetch (a 5-bit 64x64

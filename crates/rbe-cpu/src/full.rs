@@ -10,7 +10,7 @@ use crate::linear::{Env, par_rows};
 use crate::simd;
 use crate::transposed::ExactBlocks;
 use lru::LruCache;
-use rbe_format::basis::N_PARAMS;
+use rbe_format::codec::N_PARAMS;
 use rbe_format::{BlockConfig, BlockDecoder, EncodedTensor, ParamsPrecision};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,6 +23,17 @@ thread_local! {
     static DECODERS: RefCell<HashMap<BlockConfig, BlockDecoder>> = RefCell::new(HashMap::new());
 }
 
+/// Decoded bytes the `Full` cache may hold by default, per layer.
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+
+/// Default `Full` cache size: every block of the tensor when they fit in [`DEFAULT_CACHE_BYTES`]
+/// decoded (so a repeated product hits), else as many as fit. Derived from the validated shape
+/// only, so no file can make a layer allocate more.
+pub fn default_cache_blocks(block_count: usize, block: usize) -> NonZeroUsize {
+    let fit = DEFAULT_CACHE_BYTES / (block * block * size_of::<f32>()).max(1);
+    NonZeroUsize::new(block_count.min(fit)).unwrap_or(NonZeroUsize::MIN)
+}
+
 /// A `Full`-mode layer's state: the runtime blocks and the cache of decoded ones.
 pub(crate) struct FullState {
     tensor: EncodedTensor,
@@ -30,10 +41,16 @@ pub(crate) struct FullState {
 }
 
 impl FullState {
-    /// Shares `tensor`'s runtime bytes; the cache holds the file's `cache_blocks` (at least 1).
+    /// Shares `tensor`'s runtime bytes; the cache holds [`default_cache_blocks`] blocks. Nothing
+    /// in the file sizes it: the statistics' `cache_blocks` is outside the checksum.
     pub fn new(tensor: &EncodedTensor) -> Self {
-        let cap = NonZeroUsize::new(tensor.desc().cache_blocks.max(1)).unwrap_or(NonZeroUsize::MIN);
+        let cap = default_cache_blocks(tensor.block_count(), tensor.config().block);
         FullState { tensor: tensor.clone(), cache: Mutex::new(LruCache::new(cap)) }
+    }
+
+    /// The cache capacity for a request of `blocks`: at least 1, at most every block.
+    pub fn cache_capacity(&self, blocks: usize) -> NonZeroUsize {
+        NonZeroUsize::new(blocks.min(self.tensor.block_count())).unwrap_or(NonZeroUsize::MIN)
     }
 
     /// Locks the cache (a poisoned lock still holds a consistent cache).

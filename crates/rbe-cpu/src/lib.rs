@@ -28,6 +28,7 @@ pub mod tables;
 mod transposed;
 
 pub use error::CpuError;
+pub use full::{DEFAULT_CACHE_BYTES, default_cache_blocks};
 pub use linear::{DecodeMode, Precision, RbeLinear};
 pub use simd::Isa;
 pub use stats::{LayerStats, StatsSnapshot};

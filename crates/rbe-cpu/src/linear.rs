@@ -21,7 +21,6 @@ use crate::tables::Tables;
 use crate::transposed;
 use rayon::prelude::*;
 use rbe_format::{BlockConfig, BlockGrid, EncodedTensor};
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 /// Which bits of a progressive layer to use.
@@ -130,8 +129,8 @@ impl std::fmt::Debug for RbeLinear {
 
 impl RbeLinear {
     /// Builds a layer from a compressed tensor (`out_features = rows`, `in_features = cols`) and
-    /// an optional bias of `rows` values. The decode cache (`Full` mode) is sized by the file's
-    /// `cache_blocks`; change it with [`RbeLinear::set_cache_blocks`].
+    /// an optional bias of `rows` values. The decode cache (`Full` mode) holds
+    /// [`crate::default_cache_blocks`] blocks; change it with [`RbeLinear::set_cache_blocks`].
     pub fn new(tensor: &EncodedTensor, bias: Option<Vec<f32>>, mode: DecodeMode) -> Result<Self, CpuError> {
         let name = tensor.name().to_owned();
         let cfg = *tensor.config();
@@ -196,10 +195,12 @@ impl RbeLinear {
         self.isa = isa;
         Ok(())
     }
-    /// Resizes the decode cache (`Full` mode; other modes have none), dropping what no longer fits.
+    /// Resizes the decode cache (`Full` mode; other modes have none) to `blocks`, at least 1
+    /// and at most the tensor's block count, dropping what no longer fits.
     pub fn set_cache_blocks(&self, blocks: usize) {
         if let ModeState::Full(f) = &self.state {
-            f.lock_cache().resize(NonZeroUsize::new(blocks).unwrap_or(NonZeroUsize::MIN));
+            let cap = f.cache_capacity(blocks);
+            f.lock_cache().resize(cap);
         }
     }
     /// Empties the decode cache (`Full` mode).

@@ -8,7 +8,7 @@
 use crate::error::CpuError;
 use crate::pack::{PackShape, pack_plane, unpack_plane};
 use crate::simd;
-use rbe_format::basis::N_PARAMS;
+use rbe_format::codec::N_PARAMS;
 use rbe_format::codec::{EntryReader, decode_value};
 use rbe_format::{BlockConfig, EncodedTensor, ParamsPrecision, ResidualView};
 

@@ -4,7 +4,7 @@
 use crate::base::SeparableBasis;
 use crate::simd::{self, Isa};
 use rbe_format::Transform;
-use rbe_format::transform::transform_matrix;
+use rbe_format::codec::transform_matrix;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 

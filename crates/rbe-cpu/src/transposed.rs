@@ -9,7 +9,7 @@ use crate::linear::Env;
 use crate::resident::Resident;
 use crate::tables::axpy;
 use rayon::prelude::*;
-use rbe_format::basis::N_PARAMS;
+use rbe_format::codec::N_PARAMS;
 
 /// A resident form that can give each block's exact coefficients and parameters.
 pub(crate) trait ExactBlocks: Sync {

@@ -45,7 +45,7 @@ fn encode(
         entropy: Entropy::None,
         ..EncodeSettings::default()
     };
-    encode_tensor("w", &data, &[rows, cols], "F32", &settings).expect("encodes").tensor
+    encode_tensor("w", &data, &[rows, cols], rbe_format::SourceDtype::F32, &settings).expect("encodes").tensor
 }
 
 const MODES: [DecodeMode; 6] = [

@@ -33,7 +33,7 @@ fn shared_full_mode_layer_under_contention() {
         entropy: Entropy::None,
         ..EncodeSettings::default()
     };
-    let t = encode_tensor("w", &data, &[rows, cols], "F32", &settings).expect("encodes").tensor;
+    let t = encode_tensor("w", &data, &[rows, cols], rbe_format::SourceDtype::F32, &settings).expect("encodes").tensor;
     let bias: Vec<f32> = (0..rows).map(|i| i as f32 * 1e-3).collect();
     let layer = Arc::new(RbeLinear::new(&t, Some(bias), DecodeMode::Full).expect("builds"));
     layer.set_cache_blocks(4);

@@ -7,8 +7,8 @@ use crate::rate::RateModel;
 use crate::settings::ResidualChoice;
 use crate::tensor::Prepared;
 use rayon::prelude::*;
-use rbe_format::layout::{dense_payload_bytes, fits_width, needed_width};
-use rbe_format::values::{decode_value, encode_value, scale_for};
+use rbe_format::codec::{decode_value, encode_value, scale_for};
+use rbe_format::codec::{dense_payload_bytes, fits_width, needed_width};
 use rbe_format::{
     BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, RbeParams, Residual,
     SparseResidual, ValueCodec,

@@ -2,7 +2,7 @@
 //! valid region is computed once per block extent (QR by modified Gram-Schmidt, rank-revealing), so
 //! fitting a block is one 8 x n matrix-vector product, never a per-block solve.
 
-use rbe_format::basis::{BasisTable, N_PARAMS};
+use rbe_format::codec::{BasisTable, N_PARAMS};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -58,11 +58,11 @@ fn finished_shard(out_path: &Path, shard: &Shard, record: &str) -> Option<Vec<Te
     let mut reports = Vec::new();
     for t in &shard.tensors {
         match file.entry(&t.name)? {
-            Entry::Compressed { desc, stream } => {
+            Entry::Compressed { desc, stats, stream } => {
                 if stream_checksum(desc, stream) != desc.xxh3 {
                     return None;
                 }
-                reports.push(TensorReport::compressed(&t.name, desc));
+                reports.push(TensorReport::compressed(&t.name, desc, stats));
             }
             Entry::Verbatim(_) => {
                 let v = file.verbatim(&t.name).ok()?;
@@ -156,12 +156,15 @@ pub fn encode_model(
             let report = if selection.compresses(t, settings) {
                 let data = t.to_f32()?;
                 t.release_pages();
-                let out = encode_tensor(&t.name, &data, &t.shape, &t.dtype, settings)?;
+                let dtype = t
+                    .source_dtype()
+                    .ok_or_else(|| EncodeError::Dtype { tensor: t.name.clone(), dtype: t.dtype.clone() })?;
+                let out = encode_tensor(&t.name, &data, &t.shape, dtype, settings)?;
                 drop(data);
-                writer.add_compressed(&t.name, out.tensor.desc(), &out.stream)?;
+                writer.add_tensor(&out.tensor, &out.stream)?;
                 TensorReport {
                     raw_stream_bytes: Some(4 + out.tensor.runtime_bytes() as u64),
-                    ..TensorReport::compressed(&t.name, out.tensor.desc())
+                    ..TensorReport::of_tensor(&out.tensor)
                 }
             } else {
                 // Verbatim tensors are copied bit-exact, whatever they hold.

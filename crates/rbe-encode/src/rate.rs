@@ -1,11 +1,11 @@
 //! Bit-cost estimates used to choose each block's residual kind before the real entropy coding:
 //! a per-tensor histogram of quantised magnitudes, priced like the coder's tables will price them.
 
-use rbe_format::coded::zigzag;
-use rbe_format::entropy::token::UintTokenizer;
+use rbe_format::codec::entropy::UintTokenizer;
+use rbe_format::codec::entropy::zigzag;
 use rbe_format::{BlockConfig, ValueCodec};
 
-/// The tokenizer the format's coder uses for zigzagged values (keep in step with `rbe_format::coded`).
+/// The tokenizer the format's coder uses for zigzagged values (keep in step with `rbe_format::codec::entropy`).
 const MAGNITUDE: UintTokenizer = UintTokenizer::new(5, 3);
 
 /// Per-token bit costs for dense and sparse magnitudes.

@@ -57,7 +57,11 @@ impl SourceTensor {
     }
     /// Whether the encoder can read it as floats.
     pub fn is_float(&self) -> bool {
-        matches!(self.dtype.as_str(), "F32" | "F16" | "BF16")
+        self.source_dtype().is_some()
+    }
+    /// Its dtype as a compressed tensor records it (`None` unless F32, F16 or BF16).
+    pub fn source_dtype(&self) -> Option<rbe_format::SourceDtype> {
+        self.dtype.parse().ok()
     }
     /// The values as f32 (F32, F16 and BF16 inputs).
     pub fn to_f32(&self) -> Result<Vec<f32>, EncodeError> {

@@ -6,10 +6,10 @@ use crate::error::EncodeError;
 use crate::fit::BaseFitter;
 use crate::settings::{EncodeSettings, ParamsChoice, Target};
 use rayon::prelude::*;
-use rbe_format::basis::N_PARAMS;
+use rbe_format::codec::N_PARAMS;
 use rbe_format::{
-    BlockConfig, BlockGrid, EncodedBlock, EncodedTensor, ParamsPrecision, RbeParams, Residual, SharedBytes,
-    SparseResidual, TensorDesc, TransformPlan,
+    BlockConfig, BlockGrid, EncodeStats, EncodedBlock, EncodedTensor, ParamsPrecision, RbeParams, Residual,
+    SharedBytes, SourceDtype, SparseResidual, TensorDesc, TransformPlan,
 };
 
 /// Result of encoding one tensor.
@@ -71,7 +71,7 @@ pub fn encode_tensor(
     name: &str,
     data: &[f32],
     shape: &[usize],
-    dtype: &str,
+    dtype: SourceDtype,
     settings: &EncodeSettings,
 ) -> Result<EncodedOutput, EncodeError> {
     settings.validate()?;
@@ -254,21 +254,13 @@ pub fn encode_tensor(
         let k_mean = blocks.iter().map(|b| b.coefficient_count()).sum::<usize>() as f64 / n_blocks as f64;
         let desc = TensorDesc {
             shape: shape.iter().map(|&d| d as u64).collect(),
-            dtype: dtype.to_owned(),
+            dtype,
             block: b,
             transform: settings.transform,
             layout: settings.layout,
             values: settings.values,
             params,
             entropy: settings.entropy,
-            profile: settings.profile.map(|p| p.name().to_owned()),
-            cache_blocks: settings.cache_blocks(),
-            rmse: 0.0,
-            rel_rmse: 0.0,
-            std,
-            k_mean,
-            sparse,
-            dense,
             stream_bytes: 0,
             xxh3: String::new(),
         };
@@ -284,12 +276,17 @@ pub fn encode_tensor(
         if exact_constant && err != 0.0 {
             return Err(EncodeError::TargetMissed { tensor: name.to_owned(), achieved: rel, target: 0.0 });
         }
-        // The measured error lives in the description (metadata), not in the checksummed stream.
-        let desc = loaded.desc_mut();
-        desc.rmse = round_sig(rmse);
-        desc.rel_rmse = round_sig(rel);
-        desc.std = round_sig(desc.std);
-        desc.k_mean = round_sig(desc.k_mean);
+        // The measured error is a statistic beside the description, outside the checksum.
+        loaded.set_stats(EncodeStats {
+            profile: settings.profile.map(|p| p.name().to_owned()),
+            cache_blocks: settings.cache_blocks(),
+            rmse: round_sig(rmse),
+            rel_rmse: round_sig(rel),
+            std: round_sig(std),
+            k_mean: round_sig(k_mean),
+            sparse,
+            dense,
+        });
         let output = EncodedOutput { tensor: loaded, stream };
         let (Some(t), Some((step, min_step))) = (target_rmse, step_state) else { return Ok(output) };
         attempt += 1;

@@ -36,11 +36,11 @@ fn every_target_is_met_on_the_decode() {
             for block in [8, 16, 32, 64] {
                 for entropy in [Entropy::Rans, Entropy::None] {
                     let s = EncodeSettings { transform, block, entropy, ..settings(Target::RelRmse(rel)) };
-                    let out = encode_tensor("w", &data, &[200, 130], "F32", &s).unwrap();
+                    let out = encode_tensor("w", &data, &[200, 130], rbe_format::SourceDtype::F32, &s).unwrap();
                     let got = rel_rmse(&data, &out.tensor.decode().unwrap());
                     assert!(got <= rel, "{transform} b={block} {entropy}: {got} > {rel}");
                     assert!(got >= 0.9 * rel, "target wasted: {got} for {rel}");
-                    assert!((out.tensor.desc().rel_rmse - got).abs() < 1e-6);
+                    assert!((out.tensor.stats().rel_rmse - got).abs() < 1e-6);
                 }
             }
         }
@@ -50,8 +50,9 @@ fn every_target_is_met_on_the_decode() {
 #[test]
 fn absolute_rmse_target() {
     let data = noise(128 * 128, 2, 0.05);
-    let out = encode_tensor("w", &data, &[128, 128], "F32", &settings(Target::Rmse(0.001))).unwrap();
-    assert!(out.tensor.desc().rmse <= 0.001);
+    let out =
+        encode_tensor("w", &data, &[128, 128], rbe_format::SourceDtype::F32, &settings(Target::Rmse(0.001))).unwrap();
+    assert!(out.tensor.stats().rmse <= 0.001);
 }
 
 #[test]
@@ -60,7 +61,10 @@ fn same_bytes_whatever_the_thread_count() {
     let encode = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            encode_tensor("w", &data, &[300, 200], "F32", &settings(Target::RelRmse(0.05))).unwrap().stream.to_vec()
+            encode_tensor("w", &data, &[300, 200], rbe_format::SourceDtype::F32, &settings(Target::RelRmse(0.05)))
+                .unwrap()
+                .stream
+                .to_vec()
         })
     };
     let one = encode(1);
@@ -73,9 +77,9 @@ fn sparse_path_wins_on_smooth_data() {
     let data = smooth(256, 256);
     let bytes = |residual, entropy| {
         let s = EncodeSettings { residual, entropy, ..settings(Target::RelRmse(0.05)) };
-        let out = encode_tensor("smooth", &data, &[256, 256], "F32", &s).unwrap();
-        assert!(out.tensor.desc().rel_rmse <= 0.05);
-        (out.stream.len(), out.tensor.desc().sparse)
+        let out = encode_tensor("smooth", &data, &[256, 256], rbe_format::SourceDtype::F32, &s).unwrap();
+        assert!(out.tensor.stats().rel_rmse <= 0.05);
+        (out.stream.len(), out.tensor.stats().sparse)
     };
     for entropy in [Entropy::None, Entropy::Rans] {
         let (auto, sparse_blocks) = bytes(ResidualChoice::Auto, entropy);
@@ -101,7 +105,7 @@ fn notes_reference_block_is_433_bytes_of_stream() {
         entropy: Entropy::None,
         ..settings(Target::TopK(100))
     };
-    let out = encode_tensor("w", &data, &[64, 64], "F32", &s).unwrap();
+    let out = encode_tensor("w", &data, &[64, 64], rbe_format::SourceDtype::F32, &s).unwrap();
     // 4 (prelude length) + 4 (index) + 433 (block).
     assert_eq!(out.stream.len(), 441);
     assert_eq!(out.tensor.block_bytes(0).len(), 433);
@@ -112,7 +116,13 @@ fn notes_reference_block_is_433_bytes_of_stream() {
 fn nan_is_reported_with_its_position() {
     let mut data = vec![0.01f32; 128 * 128];
     data[70 * 128 + 3] = f32::NAN;
-    match encode_tensor("bad.weight", &data, &[128, 128], "F32", &settings(Target::RelRmse(0.05))) {
+    match encode_tensor(
+        "bad.weight",
+        &data,
+        &[128, 128],
+        rbe_format::SourceDtype::F32,
+        &settings(Target::RelRmse(0.05)),
+    ) {
         Err(e @ EncodeError::NonFinite { index: 8963, row: 70, col: 3, .. }) => {
             assert!(e.to_string().contains("bad.weight"))
         }
@@ -123,16 +133,19 @@ fn nan_is_reported_with_its_position() {
 #[test]
 fn impossible_targets_are_errors() {
     let data = noise(64 * 64, 5, 0.05);
-    let e = encode_tensor("w", &data, &[64, 64], "F32", &settings(Target::Rmse(0.0))).unwrap_err();
+    let e =
+        encode_tensor("w", &data, &[64, 64], rbe_format::SourceDtype::F32, &settings(Target::Rmse(0.0))).unwrap_err();
     assert!(matches!(e, EncodeError::ImpossibleTarget { .. }), "{e}");
-    let e = encode_tensor("w", &data, &[64, 64], "F32", &settings(Target::RelRmse(1e-9))).unwrap_err();
+    let e = encode_tensor("w", &data, &[64, 64], rbe_format::SourceDtype::F32, &settings(Target::RelRmse(1e-9)))
+        .unwrap_err();
     assert!(matches!(e, EncodeError::ImpossibleTarget { .. }), "{e}");
 }
 
 #[test]
 fn constant_tensor_is_exact() {
     let data = vec![0.125f32; 64 * 96];
-    let out = encode_tensor("c", &data, &[64, 96], "F32", &settings(Target::RelRmse(0.05))).unwrap();
+    let out =
+        encode_tensor("c", &data, &[64, 96], rbe_format::SourceDtype::F32, &settings(Target::RelRmse(0.05))).unwrap();
     assert_eq!(out.tensor.decode().unwrap(), data);
 }
 
@@ -141,9 +154,9 @@ fn profiles_record_their_cache_size() {
     let data = noise(64 * 64, 6, 0.05);
     for p in Profile::ALL {
         let s = EncodeSettings { target: Target::RelRmse(p.rel_rmse()), profile: Some(p), ..EncodeSettings::default() };
-        let out = encode_tensor("w", &data, &[64, 64], "F32", &s).unwrap();
-        assert_eq!(out.tensor.desc().cache_blocks, p.cache_blocks());
-        assert_eq!(out.tensor.desc().profile.as_deref(), Some(p.name()));
+        let out = encode_tensor("w", &data, &[64, 64], rbe_format::SourceDtype::F32, &s).unwrap();
+        assert_eq!(out.tensor.stats().cache_blocks, p.cache_blocks());
+        assert_eq!(out.tensor.stats().profile.as_deref(), Some(p.name()));
     }
 }
 
@@ -158,7 +171,7 @@ fn every_layout_and_codec_encodes_to_target() {
                 ParamsChoice::Fixed(ParamsPrecision::None),
             ] {
                 let s = EncodeSettings { layout, values, params, ..settings(Target::RelRmse(0.02)) };
-                let out = encode_tensor("w", &data, &[96, 80], "F32", &s).unwrap();
+                let out = encode_tensor("w", &data, &[96, 80], rbe_format::SourceDtype::F32, &s).unwrap();
                 assert!(rel_rmse(&data, &out.tensor.decode().unwrap()) <= 0.02, "{layout} {values} {params:?}");
             }
         }
@@ -171,7 +184,7 @@ proptest! {
     fn random_shapes_meet_random_targets(rows in 1usize..90, cols in 1usize..90, rel in 0.01f64..0.5, block_pow in 3u32..7, seed in 0u64..1000) {
         let data = noise(rows * cols, seed, 0.05);
         let s = EncodeSettings { block: 1 << block_pow, ..settings(Target::RelRmse(rel)) };
-        let out = encode_tensor("w", &data, &[rows, cols], "F32", &s).unwrap();
+        let out = encode_tensor("w", &data, &[rows, cols], rbe_format::SourceDtype::F32, &s).unwrap();
         let dec = out.tensor.decode().unwrap();
         prop_assert_eq!(dec.len(), rows * cols);
         prop_assert!(rel_rmse(&data, &dec) <= rel);

@@ -1,6 +1,7 @@
 //! The scalar oracles a kernel author needs, in one place: value decoding of sparse fields
 //! (format.md 3.1), the mu-law table, field-width checks and bit (un)packing of the dense payload
-//! (format.md 3.2), and sparse entry unpacking. SIMD and shader paths are tested against these;
+//! (format.md 3.2), sparse entry unpacking, the base-surface basis (format.md 2.1) and the
+//! transform matrices (format.md 2.2). SIMD and shader paths are tested against these;
 //! backends use them instead of keeping copies.
 //!
 //! Two value rules exist and both are exact definitions, not approximations of each other:
@@ -13,10 +14,20 @@ use crate::settings::{Layout, ValueCodec};
 use half::f16;
 use std::sync::OnceLock;
 
+pub use crate::basis::{BasisTable, N_PARAMS, basis_at};
 pub use crate::layout::{
     dense_payload_bytes, field_max, fits_width, needed_width, pack_bits, unpack_bits, unpack_entry,
 };
-pub use crate::values::{MU, decode_value, mulaw_expand};
+pub use crate::transform::transform_matrix;
+pub use crate::values::{MU, decode_value, encode_value, error_bound, mulaw_expand, scale_for};
+
+/// The storage coding's pieces (format.md 5) for encoders that estimate rates and for fuzzing:
+/// the per-tensor rANS model, the coder and the token alphabet of zigzagged values.
+pub mod entropy {
+    pub use crate::coded::{EntropyModel, zigzag};
+    pub use crate::entropy::rans::RansEncoder;
+    pub use crate::entropy::token::UintTokenizer;
+}
 
 /// The 128 magnitudes of the 7-bit mu-law code, [`mulaw_expand`] rounded to f32 (built once).
 pub fn mulaw_table() -> &'static [f32; 128] {

@@ -2,9 +2,10 @@
 //! streams, described in `__metadata__`. Reading validates everything before handing out views;
 //! writing is atomic (temp file in the target directory, fsync, rename).
 
+use crate::desc::{EncodeStats, TensorDesc, description_json, parse_description, stream_checksum, verbatim_checksum};
 use crate::error::FormatError;
 use crate::shared::SharedBytes;
-use crate::tensor::{EncodedTensor, TensorDesc, stream_checksum, verbatim_checksum};
+use crate::tensor::EncodedTensor;
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -34,10 +35,12 @@ pub struct VerbatimTensor {
 /// One entry of an `.rbe` file.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    /// A compressed tensor: description and stored stream.
+    /// A compressed tensor: description, statistics and stored stream.
     Compressed {
-        /// Description from the metadata.
+        /// The checksummed description from the metadata.
         desc: TensorDesc,
+        /// The encoder's statistics stored beside it (not checksummed, informational).
+        stats: EncodeStats,
         /// The stored stream bytes.
         stream: SharedBytes,
     },
@@ -73,10 +76,9 @@ impl RbeFile {
 
     /// Validates a container held in memory.
     pub fn from_bytes(bytes: SharedBytes) -> Result<Self, FormatError> {
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| FormatError::Container(format!("not a valid safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|source| FormatError::Safetensors { source })?;
         let (header_len, meta) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| FormatError::Container(e.to_string()))?;
+            SafeTensors::read_metadata(&bytes).map_err(|source| FormatError::Safetensors { source })?;
         let data_start = 8 + header_len;
         let metadata = meta.metadata().clone().unwrap_or_default();
         match metadata.get(FORMAT_KEY).map(String::as_str) {
@@ -97,12 +99,12 @@ impl RbeFile {
                 .slice(data_start + s..data_start + e)
                 .ok_or_else(|| FormatError::tensor(&name, "data outside the file"))?;
             if let Some(json) = metadata.get(&format!("{TENSOR_KEY}{name}")) {
-                let desc: TensorDesc = serde_json::from_str(json)
-                    .map_err(|e| FormatError::tensor(&name, format!("bad description: {e}")))?;
+                let (desc, stats) = parse_description(json)
+                    .map_err(|source| FormatError::Description { tensor: name.clone(), source })?;
                 if info.dtype != Dtype::U8 || info.shape.len() != 1 {
                     return Err(FormatError::tensor(&name, "a compressed tensor must be a 1-D U8 tensor"));
                 }
-                entries.push((name, Entry::Compressed { desc, stream: data }));
+                entries.push((name, Entry::Compressed { desc, stats, stream: data }));
             } else {
                 let want = metadata
                     .get(&format!("{VERBATIM_KEY}{name}"))
@@ -158,8 +160,8 @@ impl RbeFile {
     /// Loads compressed tensor `name` (checksum verified; entropy coding undone).
     pub fn tensor(&self, name: &str) -> Result<EncodedTensor, FormatError> {
         match self.entry(name) {
-            Some(Entry::Compressed { desc, stream }) => {
-                EncodedTensor::from_stream(name, desc.clone(), stream.clone(), true)
+            Some(Entry::Compressed { desc, stats, stream }) => {
+                Ok(EncodedTensor::from_stream(name, desc.clone(), stream.clone(), true)?.with_stats(stats.clone()))
             }
             Some(Entry::Verbatim(_)) => Err(FormatError::tensor(name, "stored verbatim, not compressed")),
             None => Err(FormatError::tensor(name, "no such tensor in the file")),
@@ -173,10 +175,12 @@ impl RbeFile {
                 let want = &self.metadata[&format!("{VERBATIM_KEY}{name}")];
                 let got = verbatim_checksum(&v.dtype, &v.shape, &v.data);
                 if &got != want {
-                    return Err(FormatError::tensor(
-                        name,
-                        format!("checksum mismatch (stored {want}, computed {got})"),
-                    ));
+                    return Err(FormatError::Checksum {
+                        tensor: name.to_owned(),
+                        covers: "dtype, shape and data",
+                        stored: want.clone(),
+                        computed: got,
+                    });
                 }
                 Ok(v)
             }
@@ -304,13 +308,25 @@ impl RbeWriter {
     }
 
     /// Adds a compressed tensor's stored stream; `desc` must describe exactly these bytes.
-    pub fn add_compressed(&mut self, name: &str, desc: &TensorDesc, stream: &[u8]) -> Result<(), FormatError> {
+    pub fn add_compressed(
+        &mut self,
+        name: &str,
+        desc: &TensorDesc,
+        stats: &EncodeStats,
+        stream: &[u8],
+    ) -> Result<(), FormatError> {
         if desc.stream_bytes != stream.len() as u64 || desc.xxh3 != stream_checksum(desc, stream) {
             return Err(FormatError::tensor(name, "description does not match the stream"));
         }
-        let json = serde_json::to_string(desc).expect("description serialises");
+        let json = description_json(desc, stats);
         self.inner.metadata(&format!("{TENSOR_KEY}{name}"), json);
         self.inner.add(name, "U8", &[stream.len()], stream)
+    }
+
+    /// Adds a compressed tensor: its description, statistics and `stream` (what
+    /// [`EncodedTensor::to_stream`] returned for it).
+    pub fn add_tensor(&mut self, tensor: &EncodedTensor, stream: &[u8]) -> Result<(), FormatError> {
+        self.add_compressed(tensor.name(), tensor.desc(), tensor.stats(), stream)
     }
 
     /// Adds a tensor stored as is.

@@ -1,5 +1,6 @@
 //! Typed errors: what went wrong, in which tensor and block.
 
+use crate::desc::ShapeError;
 use crate::entropy::EntropyError;
 
 /// Why one block could not be read or written.
@@ -54,10 +55,83 @@ pub enum BlockError {
     Entropy(#[from] EntropyError),
 }
 
-/// Every error `rbe-format` returns.
+/// Every error `rbe-format` returns, by cause. Each message is one complete line (the cause's
+/// own message included); [`std::error::Error::source`] still hands out the underlying error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FormatError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a safetensors file (bad header length, JSON or offsets).
+    #[error("container: not a valid safetensors file: {source}")]
+    Safetensors {
+        /// What the safetensors parser found.
+        source: safetensors::SafeTensorError,
+    },
+    /// The container (safetensors header, metadata) is invalid.
+    #[error("container: {0}")]
+    Container(String),
+    /// A shard index (`*.rbe.index.json`) is invalid.
+    #[error("{0}")]
+    Index(String),
+    /// A compressed tensor's description is not valid JSON of the stored form (format.md 6).
+    #[error("tensor `{tensor}`: bad description: {source}")]
+    Description {
+        /// Tensor name.
+        tensor: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A tensor's shape cannot be compressed or read.
+    #[error("tensor `{tensor}`: {source}")]
+    Shape {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong with it.
+        source: ShapeError,
+    },
+    /// A size exceeds what the format or this reader allows.
+    #[error("tensor `{tensor}`: {what}")]
+    Limit {
+        /// Tensor name.
+        tensor: String,
+        /// Which size, and its limit.
+        what: String,
+    },
+    /// A stored checksum does not match the bytes.
+    #[error("tensor `{tensor}`: checksum mismatch over {covers} (stored {stored}, computed {computed})")]
+    Checksum {
+        /// Tensor name.
+        tensor: String,
+        /// What the checksum covers.
+        covers: &'static str,
+        /// The checksum in the file.
+        stored: String,
+        /// The checksum of the bytes read.
+        computed: String,
+    },
+    /// A tensor's stream or description is invalid.
+    #[error("tensor `{tensor}`: {reason}")]
+    Tensor {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The entropy-coding prelude of a tensor's stream is corrupt.
+    #[error("tensor `{tensor}`: entropy prelude: {source}")]
+    Prelude {
+        /// Tensor name.
+        tensor: String,
+        /// What the entropy decoder found.
+        source: BlockError,
+    },
     /// A block of a tensor is corrupt.
     #[error("tensor `{tensor}`, block {block}: {source}")]
     Block {
@@ -68,31 +142,9 @@ pub enum FormatError {
         /// What is wrong with it.
         source: BlockError,
     },
-    /// A tensor's stream or description is invalid.
-    #[error("tensor `{tensor}`: {reason}")]
-    Tensor {
-        /// Tensor name.
-        tensor: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The container (safetensors header, metadata) is invalid.
-    #[error("container: {0}")]
-    Container(String),
-    /// A shard index (`*.rbe.index.json`) is invalid.
-    #[error("{0}")]
-    Index(String),
     /// Settings that the format does not allow (caller error).
     #[error("invalid settings: {0}")]
     Settings(String),
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
 }
 
 impl FormatError {
@@ -101,5 +153,11 @@ impl FormatError {
     }
     pub(crate) fn block(tensor: &str, block: usize, source: BlockError) -> Self {
         FormatError::Block { tensor: tensor.to_owned(), block, source }
+    }
+    pub(crate) fn shape(tensor: &str, source: ShapeError) -> Self {
+        FormatError::Shape { tensor: tensor.to_owned(), source }
+    }
+    pub(crate) fn limit(tensor: &str, what: impl Into<String>) -> Self {
+        FormatError::Limit { tensor: tensor.to_owned(), what: what.into() }
     }
 }

@@ -1,33 +1,46 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-pub mod basis;
-pub mod block;
+mod basis;
+mod block;
 pub mod codec;
-pub mod coded;
-pub mod container;
-pub mod entropy;
-pub mod error;
-pub mod grid;
+mod coded;
+mod container;
+mod desc;
+mod entropy;
+mod error;
+mod grid;
 pub mod index;
-pub mod layout;
+mod layout;
 pub mod report;
-pub mod settings;
-pub mod shared;
-pub mod tensor;
-pub mod transform;
-pub mod values;
-pub mod varint;
-pub mod view;
+mod settings;
+mod shared;
+mod tensor;
+mod transform;
+mod values;
+mod varint;
+mod view;
+
+/// The normative specification, `docs/format.md`, rendered here so the crate's docs are the spec
+/// the code follows (a reader's MUSTs, the bytes of every field, the limits).
+#[doc = include_str!("../../../docs/format.md")]
+pub mod spec {}
 
 pub use block::{BlockDecoder, Coefficient, DenseResidual, EncodedBlock, RbeParams, Residual, SparseResidual};
-pub use container::{Entry, RbeFile, RbeWriter, SafetensorsWriter, VerbatimTensor};
+pub use container::{
+    Entry, FORMAT_KEY, FORMAT_VERSION, RbeFile, RbeWriter, SafetensorsWriter, TENSOR_KEY, VERBATIM_KEY, VerbatimTensor,
+};
+pub use desc::{
+    EncodeStats, MAX_ELEMENTS, ShapeError, TensorDesc, checksum, description_json, matrix_of, parse_description,
+    stream_checksum, verbatim_checksum,
+};
+pub use entropy::EntropyError;
 pub use error::{BlockError, FormatError};
 pub use grid::{BlockExtent, BlockGrid};
 pub use index::ShardIndex;
 pub use report::{ModelReport, TensorReport, Totals};
-pub use settings::{BLOCK_SIZES, BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
+pub use settings::{BLOCK_SIZES, BlockConfig, Entropy, Layout, ParamsPrecision, SourceDtype, Transform, ValueCodec};
 pub use shared::SharedBytes;
-pub use tensor::{EncodedTensor, TensorDesc, checksum, stream_checksum, verbatim_checksum};
+pub use tensor::EncodedTensor;
 pub use transform::TransformPlan;
 pub use view::{BlockView, DenseView, ResidualView, SparseView};

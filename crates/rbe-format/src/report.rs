@@ -15,7 +15,8 @@
 //! the file(s) except the verbatim tensors' data, over the compressed tensors' weights.
 
 use crate::container::{Entry, TENSOR_KEY, VERBATIM_KEY};
-use crate::tensor::TensorDesc;
+use crate::desc::{EncodeStats, TensorDesc, description_json};
+use crate::tensor::EncodedTensor;
 use serde::Serialize;
 
 /// Bytes of `value` as a JSON string literal (quotes and escapes included).
@@ -30,8 +31,8 @@ fn tensor_entry_len(name: &str, dtype: &str, shape: &[u64], bytes: u64) -> u64 {
 }
 
 /// Header bytes of a compressed tensor's entries (see the module docs).
-pub fn compressed_entry_bytes(name: &str, desc: &TensorDesc) -> u64 {
-    let json = serde_json::to_string(desc).unwrap_or_default();
+pub fn compressed_entry_bytes(name: &str, desc: &TensorDesc, stats: &EncodeStats) -> u64 {
+    let json = description_json(desc, stats);
     let meta = json_string_len(&format!("{TENSOR_KEY}{name}")) + 1 + json_string_len(&json) + 1;
     meta + tensor_entry_len(name, "U8", &[desc.stream_bytes], desc.stream_bytes)
 }
@@ -106,34 +107,39 @@ pub struct TensorReport {
 
 impl TensorReport {
     /// The report of compressed tensor `name` described by `desc`.
-    pub fn compressed(name: &str, desc: &TensorDesc) -> Self {
-        let header_bytes = compressed_entry_bytes(name, desc);
+    pub fn compressed(name: &str, desc: &TensorDesc, stats: &EncodeStats) -> Self {
+        let header_bytes = compressed_entry_bytes(name, desc, stats);
         let weights = element_count(&desc.shape).unwrap_or(0);
         TensorReport {
             name: name.to_owned(),
             shape: desc.shape.clone(),
             compressed: true,
-            dtype: desc.dtype.clone(),
+            dtype: desc.dtype.to_string(),
             stream_bytes: desc.stream_bytes,
             raw_stream_bytes: None,
             header_bytes,
             bits_per_weight: bits_per_weight(desc.stream_bytes + header_bytes, weights),
-            rmse: Some(desc.rmse),
-            rel_rmse: Some(desc.rel_rmse),
-            std: Some(desc.std),
-            k_mean: Some(desc.k_mean),
-            blocks_sparse: Some(desc.sparse),
-            blocks_dense: Some(desc.dense),
+            rmse: Some(stats.rmse),
+            rel_rmse: Some(stats.rel_rmse),
+            std: Some(stats.std),
+            k_mean: Some(stats.k_mean),
+            blocks_sparse: Some(stats.sparse),
+            blocks_dense: Some(stats.dense),
             block: Some(desc.block),
             transform: Some(desc.transform.to_string()),
             layout: Some(desc.layout.to_string()),
             values: Some(desc.values.to_string()),
             params: Some(desc.params.to_string()),
             entropy: Some(desc.entropy.to_string()),
-            profile: desc.profile.clone(),
-            cache_blocks: Some(desc.cache_blocks),
+            profile: stats.profile.clone(),
+            cache_blocks: Some(stats.cache_blocks),
             xxh3: Some(desc.xxh3.clone()),
         }
+    }
+
+    /// The report of a compressed tensor as it will be stored (its description and statistics).
+    pub fn of_tensor(tensor: &EncodedTensor) -> Self {
+        TensorReport::compressed(tensor.name(), tensor.desc(), tensor.stats())
     }
 
     /// The report of a tensor stored verbatim.
@@ -171,7 +177,7 @@ impl TensorReport {
     /// The report of one entry of an opened file.
     pub fn of_entry(name: &str, entry: &Entry) -> Self {
         match entry {
-            Entry::Compressed { desc, .. } => TensorReport::compressed(name, desc),
+            Entry::Compressed { desc, stats, .. } => TensorReport::compressed(name, desc, stats),
             Entry::Verbatim(v) => TensorReport::verbatim(name, &v.dtype, &v.shape, v.data.len() as u64),
         }
     }

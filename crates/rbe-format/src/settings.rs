@@ -81,6 +81,25 @@ named_enum!(
         Rans = "rans" }
 );
 
+named_enum!(
+    /// The dtype a compressed tensor had before encoding (format.md 6); decoding restores it by
+    /// default.
+    SourceDtype { /// IEEE binary32.
+        F32 = "F32", /// IEEE binary16.
+        F16 = "F16", /// bfloat16.
+        BF16 = "BF16" }
+);
+
+impl SourceDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            SourceDtype::F32 => 4,
+            SourceDtype::F16 | SourceDtype::BF16 => 2,
+        }
+    }
+}
+
 impl Layout {
     /// Bytes of one sparse entry.
     pub fn entry_bytes(self) -> usize {

@@ -3,133 +3,24 @@
 
 use crate::block::{BlockDecoder, EncodedBlock};
 use crate::coded::EntropyModel;
+use crate::desc::{EncodeStats, TensorDesc, stream_checksum};
 use crate::entropy::rans::RansEncoder;
 use crate::error::{BlockError, FormatError};
 use crate::grid::BlockGrid;
-use crate::settings::{BlockConfig, Entropy, Layout, ParamsPrecision, Transform, ValueCodec};
+use crate::settings::{BlockConfig, Entropy};
 use crate::shared::SharedBytes;
 use crate::view::BlockView;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 /// Blocks per parallel decoding run of an entropy-coded stream.
 const DECODE_RUN: usize = 64;
-
-/// Largest element count a tensor may declare (2^40).
-pub const MAX_ELEMENTS: u64 = 1 << 40;
-
-/// A compressed tensor's description, stored as JSON in the container's metadata (format.md 6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TensorDesc {
-    /// Original shape (N-D allowed; compressed as `[d0, product of the rest]`).
-    pub shape: Vec<u64>,
-    /// Source dtype: `F32`, `F16` or `BF16`.
-    pub dtype: String,
-    /// Block edge.
-    pub block: usize,
-    /// Residual transform.
-    pub transform: Transform,
-    /// Sparse entry layout.
-    pub layout: Layout,
-    /// Sparse value codec.
-    pub values: ValueCodec,
-    /// Parameter storage.
-    pub params: ParamsPrecision,
-    /// Storage coding.
-    pub entropy: Entropy,
-    /// Encoder profile, if one was named.
-    pub profile: Option<String>,
-    /// Decode-cache size (blocks) the profile recommends.
-    pub cache_blocks: usize,
-    /// Achieved RMSE, measured on the decode.
-    pub rmse: f64,
-    /// Achieved RMSE / std of the original tensor.
-    pub rel_rmse: f64,
-    /// Standard deviation of the original tensor.
-    pub std: f64,
-    /// Mean stored coefficients per block.
-    pub k_mean: f64,
-    /// Blocks with a sparse residual.
-    pub sparse: usize,
-    /// Blocks with a dense residual.
-    pub dense: usize,
-    /// Bytes of the stored stream.
-    pub stream_bytes: u64,
-    /// XXH3-64 of the stored stream, 16 lowercase hex digits.
-    pub xxh3: String,
-}
-
-impl TensorDesc {
-    /// The block configuration of this tensor (validated).
-    pub fn block_config(&self) -> Result<BlockConfig, FormatError> {
-        let cfg = BlockConfig {
-            block: self.block,
-            transform: self.transform,
-            layout: self.layout,
-            values: self.values,
-            params: self.params,
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-    /// The 2-D matrix shape `[rows, cols]` the blocks cover.
-    pub fn matrix_shape(&self) -> Result<(usize, usize), String> {
-        let (&first, rest) = self.shape.split_first().ok_or("empty shape")?;
-        let cols = rest.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
-        let n = first.checked_mul(cols).ok_or("shape overflows")?;
-        if first == 0 || cols == 0 {
-            return Err("zero-sized dimension".into());
-        }
-        if n > MAX_ELEMENTS {
-            return Err(format!("{n} elements exceed the limit of 2^40"));
-        }
-        Ok((first as usize, cols as usize))
-    }
-}
-
-/// XXH3-64 of `bytes` as 16 hex digits.
-pub fn checksum(bytes: &[u8]) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
-}
-
-fn hash_with_prefix(prefix: &str, bytes: &[u8]) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(prefix.as_bytes());
-    h.update(bytes);
-    format!("{:016x}", h.digest())
-}
-
-/// Checksum of a compressed tensor (format.md 6): XXH3-64 over the decoding-relevant description
-/// fields, then the stream, so neither can change unnoticed.
-pub fn stream_checksum(desc: &TensorDesc, stream: &[u8]) -> String {
-    let shape: Vec<String> = desc.shape.iter().map(u64::to_string).collect();
-    let prefix = format!(
-        "rbe1|{}|{}|{}|{}|{}|{}|{}|{}|{}|",
-        shape.join(","),
-        desc.dtype,
-        desc.block,
-        desc.transform,
-        desc.layout,
-        desc.values,
-        desc.params,
-        desc.entropy,
-        stream.len()
-    );
-    hash_with_prefix(&prefix, stream)
-}
-
-/// Checksum of a verbatim tensor (format.md 6): XXH3-64 over its dtype, shape and data.
-pub fn verbatim_checksum(dtype: &str, shape: &[usize], data: &[u8]) -> String {
-    let shape: Vec<String> = shape.iter().map(usize::to_string).collect();
-    hash_with_prefix(&format!("rbe1|{dtype}|{}|", shape.join(",")), data)
-}
 
 /// A compressed tensor, held in the runtime layout (entropy coding already undone).
 #[derive(Debug, Clone)]
 pub struct EncodedTensor {
     name: String,
     desc: TensorDesc,
+    stats: EncodeStats,
     cfg: BlockConfig,
     grid: BlockGrid,
     /// Runtime block bytes, concatenated.
@@ -143,11 +34,11 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 }
 
 impl EncodedTensor {
-    /// Builds a tensor from its blocks (row-major grid order) and description. `desc.stream_bytes`
-    /// and `desc.xxh3` are filled in by [`EncodedTensor::to_stream`].
+    /// Builds a tensor from its blocks (row-major grid order) and description, with empty
+    /// statistics. `desc.stream_bytes` and `desc.xxh3` are filled in by [`EncodedTensor::to_stream`].
     pub fn from_blocks(name: &str, desc: TensorDesc, blocks: &[EncodedBlock]) -> Result<Self, FormatError> {
         let cfg = desc.block_config()?;
-        let (rows, cols) = desc.matrix_shape().map_err(|e| FormatError::tensor(name, e))?;
+        let (rows, cols) = desc.matrix_shape().map_err(|e| FormatError::shape(name, e))?;
         let grid = BlockGrid::new(rows, cols, cfg.block);
         if blocks.len() != grid.count() {
             return Err(FormatError::tensor(
@@ -159,9 +50,10 @@ impl EncodedTensor {
         let mut ends = Vec::with_capacity(blocks.len());
         for (i, b) in blocks.iter().enumerate() {
             b.write(&cfg, &mut bytes).map_err(|e| FormatError::block(name, i, e))?;
-            ends.push(u32::try_from(bytes.len()).map_err(|_| FormatError::tensor(name, "stream exceeds 4 GiB"))?);
+            ends.push(u32::try_from(bytes.len()).map_err(|_| FormatError::limit(name, "stream exceeds 4 GiB"))?);
         }
-        Ok(EncodedTensor { name: name.to_owned(), desc, cfg, grid, blocks: bytes.into(), ends })
+        let stats = EncodeStats::default();
+        Ok(EncodedTensor { name: name.to_owned(), desc, stats, cfg, grid, blocks: bytes.into(), ends })
     }
 
     /// Reads a stored stream (format.md 4, 5), checking the checksum when `verify_checksum`.
@@ -174,17 +66,19 @@ impl EncodedTensor {
     ) -> Result<Self, FormatError> {
         let err = |r: String| FormatError::tensor(name, r);
         let cfg = desc.block_config().map_err(|e| err(e.to_string()))?;
-        let (rows, cols) = desc.matrix_shape().map_err(err)?;
+        let (rows, cols) = desc.matrix_shape().map_err(|e| FormatError::shape(name, e))?;
         if stream.len() as u64 != desc.stream_bytes {
             return Err(err(format!("stream holds {} bytes, description says {}", stream.len(), desc.stream_bytes)));
         }
         if verify_checksum {
             let got = stream_checksum(&desc, &stream);
             if got != desc.xxh3 {
-                return Err(err(format!(
-                    "checksum mismatch over description and stream (stored {}, computed {got})",
-                    desc.xxh3
-                )));
+                return Err(FormatError::Checksum {
+                    tensor: name.to_owned(),
+                    covers: "description and stream",
+                    stored: desc.xxh3.clone(),
+                    computed: got,
+                });
             }
         }
         let grid = BlockGrid::new(rows, cols, cfg.block);
@@ -224,8 +118,8 @@ impl EncodedTensor {
                 (area, ends)
             }
             Entropy::Rans => {
-                let model =
-                    EntropyModel::read(&stream[4..index_at]).map_err(|e| err(format!("entropy prelude: {e}")))?;
+                let model = EntropyModel::read(&stream[4..index_at])
+                    .map_err(|source| FormatError::Prelude { tensor: name.to_owned(), source })?;
                 // Blocks decode independently: runs of them in parallel, each run written once
                 // in the runtime layout and the runs joined in order.
                 let runs: Vec<(Vec<u8>, Vec<usize>)> = (0..n_blocks.div_ceil(DECODE_RUN))
@@ -252,14 +146,16 @@ impl EncodedTensor {
                     let base = runtime.len();
                     runtime.extend_from_slice(&bytes);
                     for e in run_ends {
-                        runtime_ends
-                            .push(u32::try_from(base + e).map_err(|_| err("runtime stream exceeds 4 GiB".into()))?);
+                        runtime_ends.push(
+                            u32::try_from(base + e)
+                                .map_err(|_| FormatError::limit(name, "runtime stream exceeds 4 GiB"))?,
+                        );
                     }
                 }
                 (SharedBytes::from(runtime), runtime_ends)
             }
         };
-        let t = EncodedTensor { name: name.to_owned(), desc, cfg, grid, blocks, ends };
+        let t = EncodedTensor { name: name.to_owned(), desc, stats: EncodeStats::default(), cfg, grid, blocks, ends };
         if t.desc.entropy == Entropy::None {
             // Raw blocks are read in place later: validate them all now so a bad block never
             // surfaces in the middle of a product. (Decoded blocks were validated as decoded.)
@@ -325,7 +221,7 @@ impl EncodedTensor {
                     area.extend_from_slice(&p);
                     ends.push(
                         u32::try_from(area.len())
-                            .map_err(|_| FormatError::tensor(&self.name, "stream exceeds 4 GiB"))?,
+                            .map_err(|_| FormatError::limit(&self.name, "stream exceeds 4 GiB"))?,
                     );
                 }
                 out.extend_from_slice(&(prelude.len() as u32).to_le_bytes());
@@ -346,13 +242,23 @@ impl EncodedTensor {
     pub fn name(&self) -> &str {
         &self.name
     }
-    /// Its description.
+    /// Its checksummed description.
     pub fn desc(&self) -> &TensorDesc {
         &self.desc
     }
-    /// Mutable description (encoder fills in measured error and counts).
-    pub fn desc_mut(&mut self) -> &mut TensorDesc {
-        &mut self.desc
+    /// The encoder's statistics stored beside the description (informational).
+    pub fn stats(&self) -> &EncodeStats {
+        &self.stats
+    }
+    /// Replaces the statistics (the encoder records what it measured); they are outside the
+    /// checksum and change nothing a reader decodes.
+    pub fn set_stats(&mut self, stats: EncodeStats) {
+        self.stats = stats;
+    }
+    /// The tensor with `stats` as its statistics.
+    pub fn with_stats(mut self, stats: EncodeStats) -> Self {
+        self.stats = stats;
+        self
     }
     /// Block configuration.
     pub fn config(&self) -> &BlockConfig {

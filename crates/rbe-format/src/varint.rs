@@ -16,6 +16,7 @@ pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Number of bytes `write_varint` uses for `v`.
+#[cfg(test)]
 pub fn varint_len(mut v: u64) -> usize {
     let mut n = 1;
     while v >= 0x80 {

@@ -30,7 +30,7 @@ fn file_with_stream(t: &EncodedTensor, stream: &[u8]) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("x.rbe");
     let mut w = RbeWriter::create(&path).expect("create");
-    w.add_compressed(NAME, &desc, stream).expect("add");
+    w.add_compressed(NAME, &desc, t.stats(), stream).expect("add");
     w.add_verbatim("bias", "F32", &[2], &[0, 0, 128, 63, 0, 0, 0, 0]).expect("add");
     w.finish().expect("finish");
     std::fs::read(&path).expect("read")

@@ -6,8 +6,7 @@ mod common;
 mod fuzz_harness;
 
 use common::{Rng, dense_block, sparse_block};
-use rbe_format::coded::EntropyModel;
-use rbe_format::entropy::RansEncoder;
+use rbe_format::codec::entropy::{EntropyModel, RansEncoder};
 use rbe_format::{BlockConfig, EncodedBlock, Layout, ParamsPrecision, Transform, ValueCodec};
 use std::path::{Path, PathBuf};
 
@@ -140,7 +139,7 @@ fn seed_inputs() -> Vec<(&'static str, Vec<SeedInput>)> {
         let mut w = rbe_format::RbeWriter::create(&path).expect("create");
         let entropy = if i % 2 == 0 { rbe_format::Entropy::Rans } else { rbe_format::Entropy::None };
         let stream = t.to_stream(entropy).expect("stream");
-        w.add_compressed("w", t.desc(), &stream).expect("add");
+        w.add_tensor(&t, &stream).expect("add");
         w.finish().expect("finish");
         containers.push((format!("cfg{i}"), std::fs::read(&path).expect("read")));
     }

@@ -159,7 +159,7 @@ fn descriptions(file: &rbe_format::RbeFile) -> Vec<(String, String)> {
         .iter()
         .map(|(name, e)| {
             let d = match e {
-                rbe_format::Entry::Compressed { desc, .. } => serde_json::to_string(desc).expect("serialises"),
+                rbe_format::Entry::Compressed { desc, stats, .. } => rbe_format::description_json(desc, stats),
                 rbe_format::Entry::Verbatim(v) => format!("{} {:?}", v.dtype, v.shape),
             };
             (name.clone(), d)

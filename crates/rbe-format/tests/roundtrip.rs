@@ -7,9 +7,7 @@ mod common;
 
 use common::{Rng, all_configs, dense_block, random_block, random_tensor, sparse_block, tensor};
 use proptest::prelude::*;
-use rbe_format::basis::basis_at;
-use rbe_format::transform::transform_matrix;
-use rbe_format::values::{decode_value, encode_value, error_bound, scale_for};
+use rbe_format::codec::{basis_at, decode_value, encode_value, error_bound, scale_for, transform_matrix};
 use rbe_format::{
     BlockConfig, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy, Layout, ParamsPrecision, RbeParams,
     Residual, SharedBytes, SparseResidual, Transform, ValueCodec,

@@ -129,12 +129,13 @@ fn tiny_container_header() {
         }),
     };
     let mut t = common::tensor("w", &[3, 5], &cfg, &[block]);
-    t.desc_mut().profile = Some("test".to_owned());
+    let stats = rbe_format::EncodeStats { profile: Some("test".to_owned()), ..t.stats().clone() };
+    t.set_stats(stats);
     let stream = t.to_stream(Entropy::None).expect("stream");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("tiny.rbe");
     let mut w = RbeWriter::create(&path).expect("create");
-    w.add_compressed("w", t.desc(), &stream).expect("add");
+    w.add_tensor(&t, &stream).expect("add");
     w.add_verbatim("b", "F16", &[2], &[0x00, 0x3C, 0x00, 0xC0]).expect("add");
     w.finish().expect("finish");
     let bytes = std::fs::read(&path).expect("read");

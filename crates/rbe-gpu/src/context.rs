@@ -3,7 +3,7 @@
 
 use crate::error::GpuError;
 use rbe_format::Transform;
-use rbe_format::basis::{BasisTable, N_PARAMS};
+use rbe_format::codec::{BasisTable, N_PARAMS};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -198,7 +198,7 @@ impl GpuContext {
         map.entry((block, kind))
             .or_insert_with(|| {
                 let mut t: Vec<f32> =
-                    rbe_format::transform::transform_matrix(block, kind).iter().map(|&v| v as f32).collect();
+                    rbe_format::codec::transform_matrix(block, kind).iter().map(|&v| v as f32).collect();
                 let basis = BasisTable::shared(block);
                 for k in 0..N_PARAMS {
                     t.extend(basis.plane(k).iter().map(|&v| v as f32));

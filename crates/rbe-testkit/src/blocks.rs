@@ -12,8 +12,9 @@
 use crate::Rng;
 use half::f16;
 use rbe_format::{
-    BLOCK_SIZES, BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodedBlock, EncodedTensor, Entropy,
-    FormatError, Layout, ParamsPrecision, RbeParams, Residual, SparseResidual, TensorDesc, Transform, ValueCodec,
+    BLOCK_SIZES, BlockConfig, BlockDecoder, Coefficient, DenseResidual, EncodeStats, EncodedBlock, EncodedTensor,
+    Entropy, FormatError, Layout, ParamsPrecision, RbeParams, Residual, SourceDtype, SparseResidual, TensorDesc,
+    Transform, ValueCodec,
 };
 
 /// A block configuration from its five settings.
@@ -206,46 +207,32 @@ pub fn grid_blocks(shape: &[u64], b: usize) -> usize {
     (shape[0] as usize).div_ceil(b) * (cols as usize).div_ceil(b)
 }
 
-/// A description of an F32 tensor of `shape` under `cfg`, raw storage, with neutral statistics
-/// (`std` 1, everything else zero or empty; the encoder fills these).
+/// A description of an F32 tensor of `shape` under `cfg`, raw storage (the stream's size and
+/// checksum are filled in when the tensor is serialised).
 pub fn desc(shape: &[u64], cfg: &BlockConfig) -> TensorDesc {
-    TensorDesc {
-        shape: shape.to_vec(),
-        dtype: "F32".to_owned(),
-        block: cfg.block,
-        transform: cfg.transform,
-        layout: cfg.layout,
-        values: cfg.values,
-        params: cfg.params,
-        entropy: Entropy::None,
-        profile: None,
-        cache_blocks: 0,
-        rmse: 0.0,
-        rel_rmse: 0.0,
-        std: 1.0,
-        k_mean: 0.0,
-        sparse: 0,
-        dense: 0,
-        stream_bytes: 0,
-        xxh3: String::new(),
-    }
+    TensorDesc::new(shape, SourceDtype::F32, cfg, Entropy::None)
 }
 
-/// [`desc`] with the block statistics of `blocks` filled in (sparse and dense counts, `k_mean`).
-pub fn desc_for(shape: &[u64], cfg: &BlockConfig, blocks: &[EncodedBlock]) -> TensorDesc {
+/// Neutral statistics with the block counts of `blocks` filled in (sparse and dense counts,
+/// `k_mean`; `std` 1, everything else zero or empty).
+pub fn stats_for(blocks: &[EncodedBlock]) -> EncodeStats {
     let sparse = blocks.iter().filter(|b| matches!(b.residual, Residual::Sparse(_))).count();
     let k: usize = blocks.iter().map(EncodedBlock::coefficient_count).sum();
-    TensorDesc {
+    EncodeStats {
         sparse,
         dense: blocks.len() - sparse,
         k_mean: k as f64 / blocks.len().max(1) as f64,
-        ..desc(shape, cfg)
+        std: 1.0,
+        ..EncodeStats::default()
     }
 }
 
-/// A tensor of `shape` built from `blocks`, described by [`desc_for`]. Panics on invalid blocks.
+/// A tensor of `shape` built from `blocks`, described by [`desc`] with [`stats_for`] its blocks.
+/// Panics on invalid blocks.
 pub fn tensor(name: &str, shape: &[u64], cfg: &BlockConfig, blocks: &[EncodedBlock]) -> EncodedTensor {
-    EncodedTensor::from_blocks(name, desc_for(shape, cfg, blocks), blocks).expect("valid hand-made tensor")
+    EncodedTensor::from_blocks(name, desc(shape, cfg), blocks)
+        .expect("valid hand-made tensor")
+        .with_stats(stats_for(blocks))
 }
 
 /// A tensor of `shape` with [`random_block`]s.

@@ -135,7 +135,7 @@ mod tests {
         let (rows, cols) = (96, 80);
         let w = noise(rows * cols, 7);
         let settings = EncodeSettings { target: Target::RelRmse(0.01), profile: None, ..Default::default() };
-        let enc = encode_tensor("w", &w, &[rows, cols], "F32", &settings).unwrap();
+        let enc = encode_tensor("w", &w, &[rows, cols], rbe_format::SourceDtype::F32, &settings).unwrap();
         let dec = enc.tensor.decode().unwrap();
         let bias: Vec<f32> = (0..rows).map(|i| i as f32 * 0.01).collect();
         let bias_t = Tensor::from_vec(bias.clone(), rows, &Device::Cpu).unwrap();

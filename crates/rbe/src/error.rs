@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// A file is unreadable, not a valid `.rbe` file or shard index, or could not be written.
     /// The message starts with the file name (I/O errors already carry it).
-    #[error("{}", file_message(path, source))]
+    #[error("{}: {source}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -50,17 +50,13 @@ pub enum Error {
     Bench(String),
 }
 
-fn file_message(path: &std::path::Path, e: &FormatError) -> String {
-    match e {
-        FormatError::Io { .. } => e.to_string(),
-        _ => format!("{}: {e}", path.display()),
-    }
-}
-
 impl Error {
-    /// A format-layer error about `path`.
+    /// A format-layer error about `path` (an I/O error becomes [`Error::Io`]: it names its file).
     pub fn file(path: impl Into<PathBuf>, source: FormatError) -> Self {
-        Error::File { path: path.into(), source }
+        match source {
+            FormatError::Io { path, source } => Error::Io { path: path.into(), source },
+            source => Error::File { path: path.into(), source },
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

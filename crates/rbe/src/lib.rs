@@ -38,8 +38,8 @@ pub use rbe_format as format;
 /// [`report::ModelReport`] per model (totals from the real bytes on disk).
 pub use rbe_format::report;
 pub use rbe_format::{
-    EncodedTensor, Entropy, Entry, FormatError, Layout, ModelReport, ParamsPrecision, RbeFile, ShardIndex, TensorDesc,
-    TensorReport, Transform, ValueCodec,
+    EncodeStats, EncodedTensor, Entropy, Entry, FormatError, Layout, ModelReport, ParamsPrecision, RbeFile, ShardIndex,
+    SourceDtype, TensorDesc, TensorReport, Transform, ValueCodec,
 };
 
 #[cfg(feature = "cpu")]

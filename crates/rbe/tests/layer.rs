@@ -24,7 +24,8 @@ fn gpu_required() -> bool {
 fn check_backend(backend: Backend) {
     let (rows, cols, batch) = (96, 80, 3);
     let settings = EncodeSettings::builder().target(Target::RelRmse(0.02)).block(32).build().unwrap();
-    let enc = encode_tensor("w", &noise(rows * cols, 7), &[rows, cols], "F32", &settings).unwrap();
+    let enc =
+        encode_tensor("w", &noise(rows * cols, 7), &[rows, cols], rbe::format::SourceDtype::F32, &settings).unwrap();
     let dec = enc.tensor.decode().unwrap();
     let bias: Vec<f32> = (0..rows).map(|i| i as f32 * 0.01).collect();
     let x = noise(batch * cols, 11);
@@ -69,14 +70,18 @@ fn check_backend(backend: Backend) {
 #[test]
 fn cpu_layer_matches_the_reference_in_every_mode() {
     check_backend(Backend::Cpu);
-    let enc = encode_tensor("w", &noise(64 * 64, 3), &[64, 64], "F32", &EncodeSettings::default()).unwrap();
+    let enc =
+        encode_tensor("w", &noise(64 * 64, 3), &[64, 64], rbe::format::SourceDtype::F32, &EncodeSettings::default())
+            .unwrap();
     assert!(Layer::new(&enc.tensor, None, Backend::Cpu).unwrap().mode() == Mode::DctDirect);
     assert!(Backend::Cpu.probe().is_ok());
 }
 
 #[test]
 fn gpu_layer_matches_the_reference_or_skips() {
-    let enc = encode_tensor("w", &noise(64 * 64, 3), &[64, 64], "F32", &EncodeSettings::default()).unwrap();
+    let enc =
+        encode_tensor("w", &noise(64 * 64, 3), &[64, 64], rbe::format::SourceDtype::F32, &EncodeSettings::default())
+            .unwrap();
     match Backend::Gpu.probe() {
         Ok(adapter) => {
             eprintln!("GPU adapter: {adapter}");

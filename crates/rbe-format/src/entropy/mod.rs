@@ -3,12 +3,12 @@
 //! The coder is byte-wise rANS with a 32-bit state and 14-bit probabilities:
 //!
 //! * [`table`] turns symbol histograms into quantised frequency tables
-//!   ([`FreqTable`]) and (de)serialises them compactly.
-//! * [`rans`] holds the encoder ([`RansEncoder`], which buffers operations in
+//!   ([`table::FreqTable`]) and (de)serialises them compactly.
+//! * [`rans`] holds the encoder ([`rans::RansEncoder`], which buffers operations in
 //!   forward order and emits the reversed rANS stream at `finish`) and the
-//!   streaming decoder ([`RansDecoder`]), which also carries raw uniform bits.
+//!   streaming decoder ([`rans::RansDecoder`]), which also carries raw uniform bits.
 //! * [`token`] maps large unsigned integers onto a small token alphabet plus
-//!   raw bits ([`UintTokenizer`], JPEG XL "hybrid uint" style).
+//!   raw bits ([`token::UintTokenizer`], JPEG XL "hybrid uint" style).
 //!
 //! Everything is deterministic and decoding never panics on corrupt input:
 //! decoders report an [`EntropyError`] instead.
@@ -18,10 +18,6 @@ pub mod table;
 pub mod token;
 
 use std::fmt;
-
-pub use rans::{RansDecoder, RansEncoder};
-pub use table::{FreqTable, MAX_ALPHABET, PROB_BITS, PROB_SCALE};
-pub use token::{UintTokenizer, decode_uint, encode_uint};
 
 /// Errors reported while decoding entropy-coded data or frequency tables.
 #[derive(Debug, Clone, PartialEq, Eq)]

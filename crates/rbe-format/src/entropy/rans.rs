@@ -201,11 +201,6 @@ impl<'a> RansDecoder<'a> {
         Ok(Self { bytes, pos: 4, state })
     }
 
-    /// Number of bytes consumed so far (including the 4-byte state).
-    pub fn position(&self) -> usize {
-        self.pos
-    }
-
     #[inline(always)]
     fn renormalise(&mut self) -> Result<(), EntropyError> {
         while self.state < RANS_L {

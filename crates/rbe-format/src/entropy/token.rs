@@ -12,9 +12,12 @@
 //! Every `u32` value is representable; configurations whose largest token
 //! (for `u32::MAX`) would exceed 255 are rejected by [`UintTokenizer::new`].
 
-use super::EntropyError;
-use super::rans::{RansDecoder, RansEncoder};
-use super::table::FreqTable;
+#[cfg(test)]
+use super::{
+    EntropyError,
+    rans::{RansDecoder, RansEncoder},
+    table::FreqTable,
+};
 
 /// Splits `u32` values into a `u8` token plus raw bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,7 +132,7 @@ impl UintTokenizer {
 ///
 /// The caller guarantees the token has a non-zero frequency in `table`
 /// (see [`RansEncoder::put_symbol`]).
-#[inline]
+#[cfg(test)]
 pub fn encode_uint(enc: &mut RansEncoder, table: &FreqTable, tokenizer: &UintTokenizer, v: u32) {
     let (token, raw, raw_bits) = tokenizer.token(v);
     enc.put_symbol(table, token);
@@ -140,7 +143,7 @@ pub fn encode_uint(enc: &mut RansEncoder, table: &FreqTable, tokenizer: &UintTok
 ///
 /// Errors: [`EntropyError::Corrupt`] for a token above `tokenizer.max_token()`,
 /// plus any decoder error.
-#[inline]
+#[cfg(test)]
 pub fn decode_uint(
     dec: &mut RansDecoder<'_>,
     table: &FreqTable,

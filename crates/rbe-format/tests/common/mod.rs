@@ -77,7 +77,7 @@ pub fn sample_file(seed: u64) -> SampleFile {
             .collect();
         let mut t = tensor(name, &shape, &cfg, &blocks);
         let stream = t.to_stream(entropy).expect("to_stream");
-        w.add_compressed(name, t.desc(), &stream).expect("add_compressed");
+        w.add_tensor(&t, &stream).expect("add_compressed");
         expected.push((name.to_owned(), Expected::Compressed { shape, bits: weight_bits(&t) }));
     }
     let bias: Vec<u8> = (0..7).flat_map(|i| (i as f32 * 0.25 - 1.0).to_le_bytes()).collect();

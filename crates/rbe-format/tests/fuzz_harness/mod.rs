@@ -3,8 +3,7 @@
 //! Each function must not panic on any input; a failed assertion is a finding.
 #![allow(dead_code)] // The fuzz targets use one function each.
 
-use rbe_format::coded::EntropyModel;
-use rbe_format::entropy::RansEncoder;
+use rbe_format::codec::entropy::{EntropyModel, RansEncoder};
 use rbe_format::{
     BLOCK_SIZES, BlockConfig, BlockDecoder, EncodedBlock, Entry, Layout, ParamsPrecision, RbeFile, SharedBytes,
     Transform, ValueCodec,
@@ -52,7 +51,7 @@ pub fn container(data: &[u8]) {
         return;
     }
     for (name, entry) in file.entries() {
-        if let Entry::Compressed { desc, stream } = entry {
+        if let Entry::Compressed { desc, stream, .. } = entry {
             let mut tensor = file.tensor(name).expect("verified tensor loads");
             tensor.decode().expect("verified tensor decodes");
             if desc.entropy == rbe_format::Entropy::None {

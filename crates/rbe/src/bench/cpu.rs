@@ -51,7 +51,7 @@ pub struct CpuBench {
 pub fn synthetic_tensor(rows: usize, cols: usize, rel: f64) -> Result<(EncodedTensor, Vec<f32>), Error> {
     let data = noise_matrix(rows, cols, seed_for(rows, cols), BENCH_STD);
     let settings = EncodeSettings { target: Target::RelRmse(rel), profile: None, ..EncodeSettings::default() };
-    let out = encode_tensor("synthetic", &data, &[rows, cols], "F32", &settings)?;
+    let out = encode_tensor("synthetic", &data, &[rows, cols], rbe_format::SourceDtype::F32, &settings)?;
     Ok((out.tensor, data))
 }
 
@@ -139,7 +139,7 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
             drop(cold_layer.forward_batch_into(&x, nb, &mut y))
         });
         let note =
-            format!("cache {} blocks, emptied before each call: every block decoded", tensor.desc().cache_blocks);
+            format!("cache {} blocks, emptied before each call: every block decoded", tensor.stats().cache_blocks);
         results.push(row("rbe_full_cold", "cold", cold, err, cold_layer.bytes_per_call(), Some(note)));
     }
 
@@ -158,7 +158,7 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
         candle_avx2_build: cfg!(target_feature = "avx2"),
         stream_bytes: tensor.runtime_bytes() + 4,
         resident_bytes: resident,
-        rel_rmse: tensor.desc().rel_rmse,
+        rel_rmse: tensor.stats().rel_rmse,
         results,
         cache_study,
     })

@@ -63,7 +63,7 @@ pub fn run(tensor: &EncodedTensor, batch: usize, iters: usize) -> Result<BenchRe
         candle_avx2_build: cfg!(target_feature = "avx2"),
         stream_bytes: tensor.runtime_bytes() + 4,
         resident_bytes: tensor.runtime_bytes(),
-        rel_rmse: tensor.desc().rel_rmse,
+        rel_rmse: tensor.stats().rel_rmse,
         results,
         cache_study: Vec::new(),
     })
