@@ -8,7 +8,8 @@ fn max_abs_diff(pairs: impl Iterator<Item = (f64, f64)>) -> f64 {
 }
 
 /// RMSE of `got` against `orig`, divided by the standard deviation of `orig` (population, in f64):
-/// the encoder's `--rel-rmse`. Panics on a length mismatch.
+/// the encoder's `--rel-rmse`. A constant `orig` (zero deviation) gives 0 when reproduced exactly
+/// and infinity otherwise, never NaN. Panics on a length mismatch.
 pub fn rel_rmse(orig: &[f32], got: &[f32]) -> f64 {
     assert_eq!(orig.len(), got.len(), "rel_rmse of slices of different lengths");
     let mean = orig.iter().map(|&v| f64::from(v)).sum::<f64>() / orig.len() as f64;
@@ -16,6 +17,9 @@ pub fn rel_rmse(orig: &[f32], got: &[f32]) -> f64 {
         let (a, b) = (f64::from(a), f64::from(b));
         (var + (a - mean).powi(2), sse + (a - b).powi(2))
     });
+    if var == 0.0 {
+        return if sse == 0.0 { 0.0 } else { f64::INFINITY };
+    }
     (sse / var).sqrt()
 }
 
