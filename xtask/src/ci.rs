@@ -12,6 +12,7 @@ pub fn run() -> anyhow::Result<()> {
     run_cmd("cargo", &["fmt", "--all", "--check"])?;
     run_cmd("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     crate::tidy::run()?;
+    docs()?;
     aarch64_check()?;
     run_cmd("cargo", &["test", "--workspace", "--release"])?;
     // Every backend x mode x fixture; RBE_REQUIRE_GPU=1 (set by .ci/run) makes a missing adapter fail.
@@ -21,7 +22,7 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 /// The facade's feature sets whose API docs must build without a warning (broken links, missing docs).
-const DOC_FEATURE_SETS: &[&str] = &["", "cpu", "encode", "gpu", "candle"];
+const DOC_FEATURE_SETS: &[&str] = &["", "cpu", "encode", "gpu", "candle", "bench", "cpu,gpu,encode,candle,bench"];
 
 /// `cargo doc` with warnings denied: the whole workspace with default features, then the facade
 /// under each feature set on its own (a link that only resolves with another feature on fails here).

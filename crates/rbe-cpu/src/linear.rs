@@ -2,10 +2,10 @@
 //! dispatch to its mode. The mode is chosen at construction, which builds only that mode's state
 //! (the resident form and tables are planned once per layer):
 //!
-//! - direct modes ([`crate::direct`], with [`crate::q8`], [`crate::progressive`] and
-//!   [`crate::sparse_mask`]) hold the packed resident form ([`crate::resident`]);
-//! - `Full` ([`crate::full`]) holds the tensor's runtime bytes and an LRU of decoded blocks;
-//! - every mode runs the transposed product ([`crate::transposed`]) from what it holds.
+//! - direct modes (`direct`, with `q8`, `progressive` and
+//!   `sparse_mask`) hold the packed resident form (`resident`);
+//! - `Full` (`full`) holds the tensor's runtime bytes and an LRU of decoded blocks;
+//! - every mode runs the transposed product (`transposed`) from what it holds.
 
 use crate::direct::{self, Exact};
 use crate::error::CpuError;

@@ -4,13 +4,13 @@
 
 use std::fmt;
 
-/// Which backend computes a [`Layer`]'s products.
+/// Which backend computes a [`crate::Layer`]'s products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Backend {
     /// `rbe-cpu` (`cpu` feature), DCT-domain products (`DecodeMode::DctDirect`).
     #[default]
     Cpu,
-    /// `rbe-gpu` (`gpu` feature) on the process-wide [`gpu_context`], `GpuMode::DctDirect`.
+    /// `rbe-gpu` (`gpu` feature) on the process-wide `gpu_context`, `GpuMode::DctDirect`.
     Gpu,
 }
 
@@ -108,7 +108,7 @@ impl Mode {
     }
 }
 
-/// Errors of [`Layer`].
+/// Errors of [`crate::Layer`].
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum LayerError {

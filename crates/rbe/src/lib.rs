@@ -1,16 +1,19 @@
 //! `rbe`: the library API of RBE. Depend on this crate and pick what you need by feature:
 //!
 //! - always: [`Model`] (a single or sharded `.rbe` model: open, entries, tensors, shards,
-//!   [`Model::decode_to`] dense safetensors in f32/f16/bf16, [`Model::report`]), the one
-//!   bits-per-weight definition ([`report`]), and the [`format`] itself;
-//! - `cpu` (default): the CPU backend of [`Layer`] ([`cpu`]: `RbeLinear` and its decode modes);
-//! - `gpu`: the GPU backend of [`Layer`] on wgpu ([`gpu`]; `RBE_WGPU_ADAPTER` picks an adapter);
-//! - `encode`: the encoder ([`encode`]): [`EncodeSettings`] (resolved and validated through
-//!   [`SettingsBuilder`]), [`compressible`], [`encode_tensor`], [`encode_model`];
-//! - `candle`: [`candle`] — `RbeCandleLinear`, a `candle_nn::Module` computed from the compressed
-//!   form, and GGUF round trips for comparisons;
-//! - `bench`: [`bench`] — timing loop, cold copies, dense and candle baselines, synthetic
+//!   [`Model::decode_to`] dense safetensors, [`Model::report`]), the one bits-per-weight
+//!   definition ([`report`]), the [`Layer`] API, and the [`format`](mod@format) itself;
+//! - `cpu` (default): the CPU backend of [`Layer`] (module `cpu`: `RbeLinear` and its decode modes);
+//! - `gpu`: the GPU backend of [`Layer`] on wgpu (module `gpu`; `RBE_WGPU_ADAPTER` picks an adapter);
+//! - `encode`: the encoder (module `encode`): `EncodeSettings` (resolved and validated through
+//!   `SettingsBuilder`), `compressible`, `encode_tensor`, `encode_model`;
+//! - `candle`: module `candle` — `RbeCandleLinear`, a `candle_nn::Module` computed from the
+//!   compressed form, and GGUF round trips for comparisons;
+//! - `bench`: module `bench` — timing loop, cold copies, dense and candle baselines, synthetic
 //!   matrices, the CPU and GPU benchmark runs of `rbe bench`.
+//!
+//! (Items behind a feature are named here without links, so these docs build for every feature
+//! set; `cargo xtask doc` checks each one.)
 //!
 //! [`Layer`] is the one layer API over both backends:
 //! `Layer::with_mode(&tensor, bias, Backend::Cpu | Backend::Gpu, Mode::DctDirect)`.

@@ -111,7 +111,7 @@ impl RansEncoder {
     /// Queues `symbol` coded with `table`.
     ///
     /// The caller guarantees `table.freq(symbol) > 0` (true for every symbol
-    /// whose count was non-zero in [`FreqTable::from_counts`]). This is only
+    /// whose count was non-zero in `FreqTable::from_counts`). This is only
     /// checked by a `debug_assert`; in release builds a zero-frequency symbol
     /// makes [`finish`](Self::finish) panic.
     #[inline]

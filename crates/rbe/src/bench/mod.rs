@@ -1,7 +1,7 @@
 //! Benchmark support (feature `bench`): the timing loop (median of enough runs to fill a time
 //! budget), cold copies (enough weight copies that every call streams from DRAM), the dense f32
 //! and candle GGUF baselines, the seeded synthetic matrices, and the full CPU / GPU benchmark runs
-//! `rbe bench` prints ([`cpu::run`], [`gpu::run`]).
+//! `rbe bench` prints ([`cpu::run`]; `gpu::run` with the `gpu` feature).
 //!
 //! Errors are `max_rel_err = max |y - y_ref| / max |y_ref|` against an f64 product.
 

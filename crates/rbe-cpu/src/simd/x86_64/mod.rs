@@ -2,9 +2,9 @@
 //! batch chunk `NB` (const generics, so field offsets become immediate shifts). Callers in
 //! [`super`] check buffer lengths and the CPU's features before any of these run.
 //!
-//! Kernel families: [`float`] (`PlaneF32`), [`int16`] (`PlaneI16`), and here the column-major
+//! Kernel families: `float` (`PlaneF32`), `int16` (`PlaneI16`), and here the column-major
 //! block product, dot products and the f64 axpy. Batch and stream chunking is shared with the
-//! other architectures ([`super::chunks`]).
+//! other architectures (`simd::chunks`).
 
 use super::chunks::{CArgs, cols_chunks};
 use super::{ColsJob, Isa};
