@@ -114,14 +114,23 @@ pub(crate) trait DirectKernel: Sync {
     }
 }
 
+/// The associated types and set-up of a [`DirectKernel`] that needs neither per-column extras
+/// nor row scratch.
+macro_rules! no_direct_scratch {
+    () => {
+        type Col = ();
+        type Row = ();
+        fn prepare(&self, _: &[f32], _: usize, _: usize, _: usize) {}
+        fn row_scratch(&self, _: &$crate::direct::Ctx<'_>) {}
+    };
+}
+pub(crate) use no_direct_scratch;
+
 /// The exact kernel (`DctDirect`): dense planes in f32.
 pub(crate) struct Exact;
 
 impl DirectKernel for Exact {
-    type Col = ();
-    type Row = ();
-    fn prepare(&self, _: &[f32], _: usize, _: usize, _: usize) {}
-    fn row_scratch(&self, _: &Ctx<'_>) {}
+    no_direct_scratch!();
     #[inline]
     fn dense(&self, cx: &Ctx<'_>, d: &DenseBlk, col: &Column<()>, _: &mut (), yh: &mut [f32]) -> u64 {
         cx.plane_f32(d.main, d.step, col, yh);

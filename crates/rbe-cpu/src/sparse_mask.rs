@@ -52,10 +52,7 @@ impl SparseMasks {
 }
 
 impl DirectKernel for SparseMasks {
-    type Col = ();
-    type Row = ();
-    fn prepare(&self, _: &[f32], _: usize, _: usize, _: usize) {}
-    fn row_scratch(&self, _: &Ctx<'_>) {}
+    crate::direct::no_direct_scratch!();
 
     #[inline]
     fn dense(&self, cx: &Ctx<'_>, d: &DenseBlk, col: &Column<()>, row: &mut (), yh: &mut [f32]) -> u64 {

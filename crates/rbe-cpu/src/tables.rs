@@ -50,24 +50,12 @@ impl Tables {
 
     /// `out = M x` (forward 1-D transform), `x` and `out` of length `b`.
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
-        let b = self.block;
-        out[..b].fill(0.0);
-        for (n, &xn) in x.iter().enumerate().take(b) {
-            if xn != 0.0 {
-                axpy(xn, &self.mt[n * b..(n + 1) * b], &mut out[..b]);
-            }
-        }
+        combine_rows(&self.mt, self.block, x, out);
     }
 
     /// `out = M^T y` (inverse 1-D transform).
     pub fn inverse(&self, y: &[f32], out: &mut [f32]) {
-        let b = self.block;
-        out[..b].fill(0.0);
-        for (k, &yk) in y.iter().enumerate().take(b) {
-            if yk != 0.0 {
-                axpy(yk, &self.m[k * b..(k + 1) * b], &mut out[..b]);
-            }
-        }
+        combine_rows(&self.m, self.block, y, out);
     }
 
     /// `out[v] += M xs[v]` for `nb` inputs (`xstride` apart, `b` values each) into outputs
@@ -88,5 +76,17 @@ impl Tables {
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yy, xx) in y.iter_mut().zip(x) {
         *yy += a * xx;
+    }
+}
+
+/// `out = sum_n x[n] * rows[n]` over the first `b` rows (`b` values each) of `rows`: the 1-D
+/// transform by whichever matrix `rows` holds (skipping zero inputs, which sparse vectors have).
+#[inline]
+fn combine_rows(rows: &[f32], b: usize, x: &[f32], out: &mut [f32]) {
+    out[..b].fill(0.0);
+    for (n, &xn) in x.iter().enumerate().take(b) {
+        if xn != 0.0 {
+            axpy(xn, &rows[n * b..(n + 1) * b], &mut out[..b]);
+        }
     }
 }

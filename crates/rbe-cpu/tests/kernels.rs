@@ -27,6 +27,22 @@ fn random_plane(r: &mut impl FnMut() -> f32, b: usize, w: u32) -> (PackShape, Ve
     (sh, words)
 }
 
+/// Calls `test(r, b, w, shape, words)` with a random plane (drawn from `r`) for every block
+/// size in `bs` and, within it, every width in `ws`.
+fn every_plane<R: FnMut() -> f32>(
+    mut r: R,
+    bs: &[usize],
+    ws: impl IntoIterator<Item = u32> + Clone,
+    mut test: impl FnMut(&mut R, usize, u32, PackShape, &[u32]),
+) {
+    for &b in bs {
+        for w in ws.clone() {
+            let (sh, words) = random_plane(&mut r, b, w);
+            test(&mut r, b, w, sh, &words);
+        }
+    }
+}
+
 /// Runs `kernel` on copies of `init` (rows of `ostride` values, the first `b` of each written)
 /// with the scalar oracle and with every available ISA: each ISA's output within 1e-5 of the
 /// oracle's, and the gap after the `b` outputs of every row untouched.
@@ -51,33 +67,28 @@ fn against_oracle(
 
 #[test]
 fn packed_planes_match_the_oracle() {
-    let mut r = rng(11);
-    for b in [8usize, 16, 32, 64] {
-        for w in 1..=16u32 {
-            let (sh, words) = random_plane(&mut r, b, w);
-            let padded = sh.groups * sh.slots;
-            for nb in 1..=9usize {
-                let xstride = padded + 3;
-                let xs: Vec<f32> = (0..nb * xstride)
-                    .map(|i| {
-                        if i % xstride < b {
-                            r()
-                        } else if i % xstride < padded {
-                            0.0
-                        } else {
-                            f32::NAN
-                        }
-                    })
-                    .collect();
-                let ostride = b + 5;
-                let init: Vec<f32> = (0..nb * ostride).map(|_| r()).collect();
-                let job =
-                    PlaneF32 { words: &words, shape: sh, xs: &xs, xstride, nb, scale: 0.37, prefetch_ahead: 4096 };
-                let kernel = |isa, out: &mut [f32]| simd::plane_f32(isa, &job, out, ostride);
-                against_oracle(&init, b, ostride, kernel, |isa| format!("plane b={b} w={w} nb={nb} {isa:?}"));
-            }
+    every_plane(rng(11), &[8, 16, 32, 64], 1..=16u32, |r, b, w, sh, words| {
+        let padded = sh.groups * sh.slots;
+        for nb in 1..=9usize {
+            let xstride = padded + 3;
+            let xs: Vec<f32> = (0..nb * xstride)
+                .map(|i| {
+                    if i % xstride < b {
+                        r()
+                    } else if i % xstride < padded {
+                        0.0
+                    } else {
+                        f32::NAN
+                    }
+                })
+                .collect();
+            let ostride = b + 5;
+            let init: Vec<f32> = (0..nb * ostride).map(|_| r()).collect();
+            let job = PlaneF32 { words, shape: sh, xs: &xs, xstride, nb, scale: 0.37, prefetch_ahead: 4096 };
+            let kernel = |isa, out: &mut [f32]| simd::plane_f32(isa, &job, out, ostride);
+            against_oracle(&init, b, ostride, kernel, |isa| format!("plane b={b} w={w} nb={nb} {isa:?}"));
         }
-    }
+    });
 }
 
 /// The integer kernels (Q8 mode) against the scalar oracle: every width (table-permute and shift
@@ -85,33 +96,27 @@ fn packed_planes_match_the_oracle() {
 /// Integer sums are exact, so only the final f32 scaling may differ (FMA against mul + add).
 #[test]
 fn integer_planes_match_the_oracle() {
-    let mut r = rng(13);
-    for b in [8usize, 16, 32, 64] {
-        for w in 1..=16u32 {
-            let (sh, words) = random_plane(&mut r, b, w);
-            let pairs_per = sh.groups * sh.slots / 2;
-            for streams in 1..=9usize {
-                let pstride = pairs_per + 1;
-                let qv = |t: f32| ((t * 254.0).round() as i16 as u16) as u32;
-                let pairs: Vec<u32> = (0..streams * pstride)
-                    .map(|i| if i % pstride < b / 2 { qv(r()) | (qv(r()) << 16) } else { 0 })
-                    .collect();
-                let segment_pairs = 1 + streams % 4;
-                let segs = pairs_per.div_ceil(segment_pairs);
-                let scales: Vec<f32> = (0..streams * segs).map(|_| r()).collect();
-                let outs: Vec<usize> = (0..streams).map(|t| t / 2).collect();
-                let ostride = b + 3;
-                let n_out = streams.div_ceil(2);
-                let init: Vec<f32> = (0..n_out * ostride).map(|_| r()).collect();
-                let (words, shape, pairs, scales, outs) = (&words, sh, &pairs, &scales, &outs);
-                let job = PlaneI16 { words, shape, pairs, pstride, segment_pairs, scales, outs, prefetch_ahead: 4096 };
-                let kernel = |isa, out: &mut [f32]| simd::plane_i16(isa, &job, out, ostride);
-                against_oracle(&init, b, ostride, kernel, |isa| {
-                    format!("i16 plane b={b} w={w} streams={streams} {isa:?}")
-                });
-            }
+    every_plane(rng(13), &[8, 16, 32, 64], 1..=16u32, |r, b, w, sh, words| {
+        let pairs_per = sh.groups * sh.slots / 2;
+        for streams in 1..=9usize {
+            let pstride = pairs_per + 1;
+            let qv = |t: f32| ((t * 254.0).round() as i16 as u16) as u32;
+            let pairs: Vec<u32> = (0..streams * pstride)
+                .map(|i| if i % pstride < b / 2 { qv(r()) | (qv(r()) << 16) } else { 0 })
+                .collect();
+            let segment_pairs = 1 + streams % 4;
+            let segs = pairs_per.div_ceil(segment_pairs);
+            let scales: Vec<f32> = (0..streams * segs).map(|_| r()).collect();
+            let outs: Vec<usize> = (0..streams).map(|t| t / 2).collect();
+            let ostride = b + 3;
+            let n_out = streams.div_ceil(2);
+            let init: Vec<f32> = (0..n_out * ostride).map(|_| r()).collect();
+            let (words, shape, pairs, scales, outs) = (&words, sh, &pairs, &scales, &outs);
+            let job = PlaneI16 { words, shape, pairs, pstride, segment_pairs, scales, outs, prefetch_ahead: 4096 };
+            let kernel = |isa, out: &mut [f32]| simd::plane_i16(isa, &job, out, ostride);
+            against_oracle(&init, b, ostride, kernel, |isa| format!("i16 plane b={b} w={w} streams={streams} {isa:?}"));
         }
-    }
+    });
 }
 
 #[test]
@@ -152,35 +157,31 @@ fn dense_blocks_and_transforms_match_the_oracle() {
 /// stream of a chunk out of int8 range is enough to force the fallback for that chunk.
 #[test]
 fn integer_planes_with_wide_inputs_match_the_oracle() {
-    let mut r = rng(14);
-    for b in [8usize, 16, 64] {
-        for w in [2u32, 3, 5, 8, 12] {
-            let (sh, words) = random_plane(&mut r, b, w);
-            let pstride = sh.groups * sh.slots / 2;
-            for streams in [1usize, 2, 3, 6] {
-                // Stream 0 spans +-300, the others int8; |sum| <= 64 * 2^11 * 300 fits i32.
-                let qv = |t: f32, wide: bool| ((t * if wide { 600.0 } else { 254.0 }).round() as i16 as u16) as u32;
-                let pairs: Vec<u32> = (0..streams * pstride)
-                    .map(|i| {
-                        let wide = i / pstride == 0;
-                        if i % pstride < b / 2 { qv(r(), wide) | (qv(r(), wide) << 16) } else { 0 }
-                    })
-                    .collect();
-                // Segments of 8 pairs, 3 (boundaries inside a lane) and 1.
-                let segment_pairs = [8, 3, 1][streams % 3];
-                let segs = pstride.div_ceil(segment_pairs);
-                let scales: Vec<f32> = (0..streams * segs).map(|_| r()).collect();
-                let outs: Vec<usize> = (0..streams).collect();
-                let ostride = b;
-                let init: Vec<f32> = (0..streams * ostride).map(|_| r()).collect();
-                let (words, shape, pairs, scales, outs) = (&words, sh, &pairs, &scales, &outs);
-                let job = PlaneI16 { words, shape, pairs, pstride, segment_pairs, scales, outs, prefetch_ahead: 0 };
-                let kernel = |isa, out: &mut [f32]| simd::plane_i16(isa, &job, out, ostride);
-                let what = |isa| format!("wide i16 plane b={b} w={w} streams={streams} {isa:?}");
-                against_oracle(&init, b, ostride, kernel, what);
-            }
+    every_plane(rng(14), &[8, 16, 64], [2u32, 3, 5, 8, 12], |r, b, w, sh, words| {
+        let pstride = sh.groups * sh.slots / 2;
+        for streams in [1usize, 2, 3, 6] {
+            // Stream 0 spans +-300, the others int8; |sum| <= 64 * 2^11 * 300 fits i32.
+            let qv = |t: f32, wide: bool| ((t * if wide { 600.0 } else { 254.0 }).round() as i16 as u16) as u32;
+            let pairs: Vec<u32> = (0..streams * pstride)
+                .map(|i| {
+                    let wide = i / pstride == 0;
+                    if i % pstride < b / 2 { qv(r(), wide) | (qv(r(), wide) << 16) } else { 0 }
+                })
+                .collect();
+            // Segments of 8 pairs, 3 (boundaries inside a lane) and 1.
+            let segment_pairs = [8, 3, 1][streams % 3];
+            let segs = pstride.div_ceil(segment_pairs);
+            let scales: Vec<f32> = (0..streams * segs).map(|_| r()).collect();
+            let outs: Vec<usize> = (0..streams).collect();
+            let ostride = b;
+            let init: Vec<f32> = (0..streams * ostride).map(|_| r()).collect();
+            let (words, shape, pairs, scales, outs) = (&words, sh, &pairs, &scales, &outs);
+            let job = PlaneI16 { words, shape, pairs, pstride, segment_pairs, scales, outs, prefetch_ahead: 0 };
+            let kernel = |isa, out: &mut [f32]| simd::plane_i16(isa, &job, out, ostride);
+            let what = |isa| format!("wide i16 plane b={b} w={w} streams={streams} {isa:?}");
+            against_oracle(&init, b, ostride, kernel, what);
         }
-    }
+    });
 }
 
 /// Dot products (any length, tails included) within rounding of the oracle, and `axpy_f64`

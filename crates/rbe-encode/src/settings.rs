@@ -170,6 +170,19 @@ pub struct SettingsBuilder {
     residual: Option<ResidualChoice>,
 }
 
+/// One builder setter per knob: `knob(value)` sets `Some(value)`, leaving the others alone.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $knob:ident: $ty:ty,)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $knob(mut self, $knob: $ty) -> Self {
+                self.$knob = Some($knob);
+                self
+            }
+        )*
+    };
+}
+
 impl SettingsBuilder {
     /// A named profile: its target, recorded in the file (replaces an earlier [`Self::target`]).
     pub fn profile(mut self, profile: Profile) -> Self {
@@ -183,40 +196,21 @@ impl SettingsBuilder {
         self.profile = None;
         self
     }
-    /// Block edge (8, 16, 32 or 64).
-    pub fn block(mut self, block: usize) -> Self {
-        self.block = Some(block);
-        self
-    }
-    /// Residual transform.
-    pub fn transform(mut self, transform: Transform) -> Self {
-        self.transform = Some(transform);
-        self
-    }
-    /// Sparse entry layout.
-    pub fn layout(mut self, layout: Layout) -> Self {
-        self.layout = Some(layout);
-        self
-    }
-    /// Sparse value codec.
-    pub fn values(mut self, values: ValueCodec) -> Self {
-        self.values = Some(values);
-        self
-    }
-    /// Parameter storage.
-    pub fn params(mut self, params: ParamsChoice) -> Self {
-        self.params = Some(params);
-        self
-    }
-    /// Storage coding.
-    pub fn entropy(mut self, entropy: Entropy) -> Self {
-        self.entropy = Some(entropy);
-        self
-    }
-    /// Residual kinds allowed.
-    pub fn residual(mut self, residual: ResidualChoice) -> Self {
-        self.residual = Some(residual);
-        self
+    setters! {
+        /// Block edge (8, 16, 32 or 64).
+        block: usize,
+        /// Residual transform.
+        transform: Transform,
+        /// Sparse entry layout.
+        layout: Layout,
+        /// Sparse value codec.
+        values: ValueCodec,
+        /// Parameter storage.
+        params: ParamsChoice,
+        /// Storage coding.
+        entropy: Entropy,
+        /// Residual kinds allowed.
+        residual: ResidualChoice,
     }
 
     /// The resolved settings, validated ([`EncodeSettings::validate`]); an RMSE target of 0 is

@@ -133,6 +133,17 @@ pub fn unpack_bits(bytes: &[u8], width: u8, out: &mut [i32]) -> Result<(), Block
     Ok(())
 }
 
+/// Test fixture shared with `view.rs`: 77 values spread over the whole range of `width` bits,
+/// and their dense payload.
+#[cfg(test)]
+pub(crate) fn packed_test_values(width: u8) -> (Vec<i32>, Vec<u8>) {
+    let half = 1i32 << (width - 1);
+    let values: Vec<i32> = (0..77).map(|i| (i * 7919) % (2 * half) - half).collect();
+    let mut bytes = Vec::new();
+    pack_bits(values.iter().copied(), width, &mut bytes);
+    (values, bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,10 +151,7 @@ mod tests {
     #[test]
     fn dense_bits_round_trip_every_width() {
         for width in 1..=16u8 {
-            let half = 1i32 << (width - 1);
-            let values: Vec<i32> = (0..77).map(|i| (i * 7919) % (2 * half) - half).collect();
-            let mut bytes = Vec::new();
-            pack_bits(values.iter().copied(), width, &mut bytes);
+            let (values, bytes) = packed_test_values(width);
             assert_eq!(bytes.len(), dense_payload_bytes(values.len(), width));
             let mut back = vec![0; values.len()];
             unpack_bits(&bytes, width, &mut back).unwrap();

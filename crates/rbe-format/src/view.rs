@@ -341,10 +341,7 @@ mod tests {
     #[test]
     fn field_at_matches_unpack_bits_for_every_width() {
         for width in 1..=16u8 {
-            let half = 1i32 << (width - 1);
-            let values: Vec<i32> = (0..77).map(|i| (i * 7919) % (2 * half) - half).collect();
-            let mut bytes = Vec::new();
-            crate::layout::pack_bits(values.iter().copied(), width, &mut bytes);
+            let (values, bytes) = crate::layout::packed_test_values(width);
             for (i, &v) in values.iter().enumerate() {
                 assert_eq!(field_at(&bytes, width, i), v, "width {width} field {i}");
             }

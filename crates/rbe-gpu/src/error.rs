@@ -63,3 +63,10 @@ pub enum GpuError {
         got: usize,
     },
 }
+
+impl GpuError {
+    /// `Ok` when a caller's buffer `what` of `tensor` holds `expected` values, else [`GpuError::Shape`].
+    pub(crate) fn check_len(tensor: &str, what: &'static str, expected: usize, got: usize) -> Result<(), GpuError> {
+        if expected == got { Ok(()) } else { Err(GpuError::Shape { tensor: tensor.to_owned(), what, expected, got }) }
+    }
+}

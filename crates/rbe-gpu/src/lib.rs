@@ -20,9 +20,11 @@
 //! bytes); knows nothing of encoders or the CPU backend.
 #![deny(missing_docs)]
 
+mod batch;
 pub mod context;
 pub mod dense;
 pub mod error;
+mod gemv;
 pub mod linear;
 
 pub use context::{ADAPTER_ENV, GpuContext};

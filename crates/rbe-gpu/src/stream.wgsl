@@ -177,22 +177,35 @@ fn value(field: u32, scale: f32) -> f32 {
     }
 }
 
-// First sparse entry whose row is >= `row` (entries are sorted by (row, col)).
-fn lower_row(h: Head, row: u32) -> u32 {
+// First of the `n` ascending keys of a block that is >= `key`: the rows of its sparse entries
+// (sorted by (row, col)), or with `of_outliers` the positions of its outliers. One search for
+// both; the flag is constant per call site, so the branch costs nothing per step.
+fn lower_bound(h: Head, n: u32, key: u32, of_outliers: bool) -> u32 {
     var lo = 0u;
-    var hi = h.k;
+    var hi = n;
     loop {
         if (lo >= hi) {
             break;
         }
         let mid = (lo + hi) / 2u;
-        if (entry_row(h.body + mid * cfg.entry_bytes) < row) {
+        var k: u32;
+        if (of_outliers) {
+            k = outlier_pos(h, mid);
+        } else {
+            k = entry_row(h.body + mid * cfg.entry_bytes);
+        }
+        if (k < key) {
             lo = mid + 1u;
         } else {
             hi = mid;
         }
     }
     return lo;
+}
+
+// First sparse entry whose row is >= `row` (entries are sorted by (row, col)).
+fn lower_row(h: Head, row: u32) -> u32 {
+    return lower_bound(h, h.k, row, false);
 }
 
 // The `n`-th `w`-bit two's-complement field of a dense payload (LSB first).
@@ -212,18 +225,5 @@ fn outlier_val(h: Head, o: u32) -> f32 {
 
 // First outlier whose position is >= `pos`.
 fn lower_outlier(h: Head, pos: u32) -> u32 {
-    var lo = 0u;
-    var hi = h.n_out;
-    loop {
-        if (lo >= hi) {
-            break;
-        }
-        let mid = (lo + hi) / 2u;
-        if (outlier_pos(h, mid) < pos) {
-            lo = mid + 1u;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
+    return lower_bound(h, h.n_out, pos, true);
 }

@@ -4,6 +4,28 @@
 //! chunk) and accumulate into caller-owned buffers, so callers fix the summation order
 //! (bit-identical across thread counts).
 
+/// `acc = insn(acc, a, b)` for a register-only accumulating instruction (`vpdpwssd`, `sdot`)
+/// given as `asm!` text over `{acc}`, `{a}` and `{b}` in register class `reg`: kept as one
+/// instruction where LLVM would split or cannot name it. The caller's `# Safety` contract
+/// guarantees the instruction is available.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! accumulate_asm {
+    ($insn:literal, $reg:ident, $acc:expr, $a:expr, $b:expr) => {{
+        let mut acc = $acc;
+        // SAFETY: register-only instruction, available per the caller's contract.
+        unsafe {
+            std::arch::asm!(
+                $insn,
+                acc = inout($reg) acc,
+                a = in($reg) $a,
+                b = in($reg) $b,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }};
+}
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]

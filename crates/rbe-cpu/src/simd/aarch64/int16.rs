@@ -7,27 +7,27 @@ use super::super::chunks::{IArgs, plane_i16_chunks};
 use super::{prefetch_l2, rows_per_pass};
 use std::arch::aarch64::*;
 
+/// Dispatch over the field width `W` to `$f::<W, R, ...>`, with `R` (a shift that const generics
+/// cannot compute from `W`) looked up in the `W => R` table; the last row takes every other width.
+macro_rules! by_width_table {
+    ($w:expr, $f:ident, $g:tt, $args:tt, [$($n:literal => $r:literal),*], $last:literal => $lr:literal) => {
+        match $w {
+            $($n => by_width_table!(@call $f, $n, $r, $g, $args),)*
+            _ => by_width_table!(@call $f, $last, $lr, $g, $args),
+        }
+    };
+    (@call $f:ident, $n:literal, $r:literal, [$($g:tt)*], ($($arg:expr),*)) => {
+        $f::<$n, $r, $($g)*>($($arg),*)
+    };
+}
+
 /// Dispatch over the field width for the int16-pair kernel: `W` and `max(16 - W, 1)`.
 macro_rules! by_width_i16 {
     ($w:expr, $f:ident, [$($g:tt)*], ($($arg:expr),*)) => {
-        match $w {
-            1 => $f::<1, 15, $($g)*>($($arg),*),
-            2 => $f::<2, 14, $($g)*>($($arg),*),
-            3 => $f::<3, 13, $($g)*>($($arg),*),
-            4 => $f::<4, 12, $($g)*>($($arg),*),
-            5 => $f::<5, 11, $($g)*>($($arg),*),
-            6 => $f::<6, 10, $($g)*>($($arg),*),
-            7 => $f::<7, 9, $($g)*>($($arg),*),
-            8 => $f::<8, 8, $($g)*>($($arg),*),
-            9 => $f::<9, 7, $($g)*>($($arg),*),
-            10 => $f::<10, 6, $($g)*>($($arg),*),
-            11 => $f::<11, 5, $($g)*>($($arg),*),
-            12 => $f::<12, 4, $($g)*>($($arg),*),
-            13 => $f::<13, 3, $($g)*>($($arg),*),
-            14 => $f::<14, 2, $($g)*>($($arg),*),
-            15 => $f::<15, 1, $($g)*>($($arg),*),
-            _ => $f::<16, 1, $($g)*>($($arg),*),
-        }
+        by_width_table!($w, $f, [$($g)*], ($($arg),*), [
+            1 => 15, 2 => 14, 3 => 13, 4 => 12, 5 => 11, 6 => 10, 7 => 9, 8 => 8,
+            9 => 7, 10 => 6, 11 => 5, 12 => 4, 13 => 3, 14 => 2, 15 => 1
+        ], 16 => 1)
     };
 }
 
@@ -35,16 +35,7 @@ macro_rules! by_width_i16 {
 /// kernel: `W` and `max(8 - W, 1)`.
 macro_rules! by_width8 {
     ($w:expr, $f:ident, [$($g:tt)*], ($($arg:expr),*)) => {
-        match $w {
-            1 => $f::<1, 7, $($g)*>($($arg),*),
-            2 => $f::<2, 6, $($g)*>($($arg),*),
-            3 => $f::<3, 5, $($g)*>($($arg),*),
-            4 => $f::<4, 4, $($g)*>($($arg),*),
-            5 => $f::<5, 3, $($g)*>($($arg),*),
-            6 => $f::<6, 2, $($g)*>($($arg),*),
-            7 => $f::<7, 1, $($g)*>($($arg),*),
-            _ => $f::<8, 1, $($g)*>($($arg),*),
-        }
+        by_width_table!($w, $f, [$($g)*], ($($arg),*), [1 => 7, 2 => 6, 3 => 5, 4 => 4, 5 => 3, 6 => 2, 7 => 1], 8 => 1)
     };
 }
 
@@ -103,15 +94,8 @@ pub(in crate::simd) fn plane_i16(dotprod: bool, job: &PlaneI16<'_>, out: &mut [f
 unsafe fn load_rows<const RC: usize>(a: &IArgs, cg: usize, r0: usize) -> [int16x8_t; RC] {
     let first = cg * a.b + r0 * 4;
     let mut wv = [vdupq_n_s16(0); RC];
-    for (r, w) in wv.iter_mut().enumerate() {
-        // SAFETY: inside the plane, per the contract.
-        let p = unsafe { a.words.add(first + 4 * r) };
-        // SAFETY: as above.
-        *w = vreinterpretq_s16_u32(unsafe { vld1q_u32(p) });
-        if a.prefetch_ahead != 0 && (first + 4 * r).is_multiple_of(16) {
-            prefetch_l2((p as *const u8).wrapping_add(a.prefetch_ahead));
-        }
-    }
+    // Inside the plane, per the contract.
+    load_lanes!(a, first, wv, vreinterpretq_s16_u32);
     wv
 }
 
@@ -240,18 +224,7 @@ unsafe fn i16_neon<const W: i32, const R16: i32, const NP: usize, const RC: usiz
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    let mut acc = acc;
-    // SAFETY: register-only instruction, available per the caller's contract.
-    unsafe {
-        std::arch::asm!(
-            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-            acc = inout(vreg) acc,
-            a = in(vreg) a,
-            b = in(vreg) b,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    acc
+    accumulate_asm!("sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b", vreg, acc, a, b)
 }
 
 /// # Safety

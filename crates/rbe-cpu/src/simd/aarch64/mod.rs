@@ -87,6 +87,24 @@ pub(super) fn prefetch_l2(p: *const u8) {
     unsafe { std::arch::asm!("prfm pldl2keep, [{p}]", p = in(reg) p, options(nostack, preserves_flags, readonly)) };
 }
 
+/// Fills `$wv` (`RC` vectors) with the 4-word lanes `$first + 4 r` of plane `$a.words`, each as
+/// `$as` of the loaded `u32` vector, with one L2 hint per 64-byte line (every fourth 16-byte
+/// vector) when `$a.prefetch_ahead` is set. A macro so the float and int16 kernels keep their
+/// own inlined loads. Safety: the lanes lie inside the plane and NEON is enabled.
+macro_rules! load_lanes {
+    ($a:expr, $first:expr, $wv:ident, $as:ident) => {
+        for (r, w) in $wv.iter_mut().enumerate() {
+            // SAFETY: lanes `first + 4 r .. + 4` lie inside the plane, per the caller's contract.
+            let p = unsafe { $a.words.add($first + 4 * r) };
+            // SAFETY: as above.
+            *w = $as(unsafe { vld1q_u32(p) });
+            if $a.prefetch_ahead != 0 && ($first + 4 * r).is_multiple_of(16) {
+                prefetch_l2((p as *const u8).wrapping_add($a.prefetch_ahead));
+            }
+        }
+    };
+}
+
 pub(super) mod int16;
 pub(super) use int16::plane_i16;
 
@@ -147,16 +165,8 @@ unsafe fn f32_neon<const W: i32, const R: i32, const M: i32, const M16: i32, con
         for cg in 0..a.groups {
             let first = cg * a.b + r0 * 4;
             let mut wv = [vdupq_n_s32(0); RC];
-            for (r, w) in wv.iter_mut().enumerate() {
-                // SAFETY: lanes `first + 4 r .. + 4` lie inside the plane (groups * b words).
-                let p = unsafe { a.words.add(first + 4 * r) };
-                // SAFETY: as above.
-                *w = vreinterpretq_s32_u32(unsafe { vld1q_u32(p) });
-                // One hint per 64-byte line: every fourth 16-byte vector.
-                if a.prefetch_ahead != 0 && (first + 4 * r).is_multiple_of(16) {
-                    prefetch_l2((p as *const u8).wrapping_add(a.prefetch_ahead));
-                }
-            }
+            // The plane holds groups * b words, so these lanes are inside it.
+            load_lanes!(a, first, wv, vreinterpretq_s32_u32);
             for h in 0..2 {
                 let c = if chains == 2 { h } else { 0 };
                 let mut top = [vdupq_n_s32(0); RC];

@@ -157,10 +157,7 @@ unsafe fn f32_256<const W: u32, const NB: usize>(a: Args) {
         }
         let sc = _mm256_set1_ps(a.scale);
         for (v, accv) in acc.iter().enumerate() {
-            let mut t = accv[0];
-            for c in accv.iter().take(chains).skip(1) {
-                t = _mm256_add_ps(t, *c);
-            }
+            let t = sum_chains_256!(accv, chains);
             // SAFETY: output v holds b values.
             unsafe {
                 let o = a.out.add(v * a.ostride + rc * 8);

@@ -190,18 +190,7 @@ unsafe fn i16_512_body<const W: u32, const NP: usize, const RC: usize, const VNN
 #[inline]
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
-    let mut acc = acc;
-    // SAFETY: register-only instruction, available per the caller's contract.
-    unsafe {
-        std::arch::asm!(
-            "vpdpwssd {acc}, {a}, {b}",
-            acc = inout(zmm_reg) acc,
-            a = in(zmm_reg) a,
-            b = in(zmm_reg) b,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    acc
+    accumulate_asm!("vpdpwssd {acc}, {a}, {b}", zmm_reg, acc, a, b)
 }
 
 /// # Safety

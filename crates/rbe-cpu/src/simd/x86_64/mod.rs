@@ -33,6 +33,44 @@ macro_rules! by_width {
     };
 }
 
+/// The sum of the first `chains` AVX2 accumulators of `accv`, added in chain order (the order
+/// every kernel's result depends on). A macro, so each kernel keeps its own inlined sequence.
+macro_rules! sum_chains_256 {
+    ($accv:expr, $chains:expr) => {{
+        let mut t = $accv[0];
+        for c in $accv.iter().take($chains).skip(1) {
+            t = _mm256_add_ps(t, *c);
+        }
+        t
+    }};
+}
+
+/// The body of a dot product over `$lanes`-wide vectors: four independent FMA chains over
+/// `4 * $lanes` values a step, their sum reduced to a scalar by `|t| reduce`, then the scalar
+/// tail. A macro rather than a generic fn: the intrinsics differ by type, not only by width.
+macro_rules! dot_body {
+    ($a:ident, $b:ident, $lanes:literal, $zero:ident, $load:ident, $fmadd:ident, $add:ident, |$t:ident| $reduce:expr) => {{
+        let n = $a.len();
+        let mut acc = [$zero(); 4];
+        let mut i = 0;
+        while i + 4 * $lanes <= n {
+            for (k, ak) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 4 * lanes <= n for both slices.
+                unsafe {
+                    *ak = $fmadd($load($a.as_ptr().add(i + $lanes * k)), $load($b.as_ptr().add(i + $lanes * k)), *ak)
+                };
+            }
+            i += 4 * $lanes;
+        }
+        let $t = $add($add(acc[0], acc[1]), $add(acc[2], acc[3]));
+        let mut s: f32 = $reduce;
+        for k in i..n {
+            s += $a[k] * $b[k];
+        }
+        s
+    }};
+}
+
 pub(super) mod float;
 pub(super) mod int16;
 
@@ -134,10 +172,7 @@ unsafe fn cols_256<const NB: usize>(a: CArgs) {
             }
         }
         for (v, accv) in acc.iter().enumerate() {
-            let mut t = accv[0];
-            for c in accv.iter().take(chains).skip(1) {
-                t = _mm256_add_ps(t, *c);
-            }
+            let t = sum_chains_256!(accv, chains);
             // SAFETY: output v holds b values.
             unsafe {
                 let o = a.out.add(v * a.ostride + rc * 8);
@@ -156,59 +191,19 @@ pub(super) fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
 /// AVX-512F available; `a.len() == b.len()`.
 #[target_feature(enable = "avx512f")]
 unsafe fn dot_512(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len();
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 64 <= n {
-        for (k, ak) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 64 <= n for both slices.
-            unsafe {
-                *ak = _mm512_fmadd_ps(
-                    _mm512_loadu_ps(a.as_ptr().add(i + 16 * k)),
-                    _mm512_loadu_ps(b.as_ptr().add(i + 16 * k)),
-                    *ak,
-                )
-            };
-        }
-        i += 64;
-    }
-    let t = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    let mut s = _mm512_reduce_add_ps(t);
-    for k in i..n {
-        s += a[k] * b[k];
-    }
-    s
+    dot_body!(a, b, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_add_ps, |t| _mm512_reduce_add_ps(t))
 }
 
 /// # Safety
 /// AVX2 + FMA available; `a.len() == b.len()`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_256(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len();
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (k, ak) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 32 <= n for both slices.
-            unsafe {
-                *ak = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(a.as_ptr().add(i + 8 * k)),
-                    _mm256_loadu_ps(b.as_ptr().add(i + 8 * k)),
-                    *ak,
-                )
-            };
-        }
-        i += 32;
-    }
-    let t = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut lanes = [0f32; 8];
-    // SAFETY: 8 floats written to an 8-float array.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), t) };
-    let mut s: f32 = lanes.iter().sum();
-    for k in i..n {
-        s += a[k] * b[k];
-    }
-    s
+    dot_body!(a, b, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps, |t| {
+        let mut lanes = [0f32; 8];
+        // SAFETY: 8 floats written to an 8-float array.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), t) };
+        lanes.iter().sum()
+    })
 }
 
 pub(super) fn axpy_f64(isa: Isa, a: f64, x: &[f64], y: &mut [f64]) {

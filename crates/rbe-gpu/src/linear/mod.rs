@@ -2,11 +2,14 @@
 //! two products: `Decode` (decode once into a dense device matrix, then the dense GEMV kernel) and
 //! `DctDirect` (products straight from the blocks in the transform domain).
 
+mod products;
+
+use crate::batch::{Calls, MAX_CALL_BATCH};
 use crate::context::GpuContext;
 use crate::error::GpuError;
+use crate::gemv::gemv_cfg;
 use bytemuck::{Pod, Zeroable};
 use rbe_format::{EncodedTensor, Layout, ParamsPrecision, ValueCodec};
-use std::sync::Mutex;
 
 /// How a [`GpuLinear`] computes its product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,24 +56,6 @@ struct Cfg {
 }
 const _: () = assert!(std::mem::size_of::<Cfg>() == 64);
 
-/// Mirrors `Call` in the shaders.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Call {
-    pub batch: u32,
-    pub pad: [u32; 3],
-}
-
-/// Mirrors `Gemv` in gemv.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct GemvCfg {
-    pub rows: u32,
-    pub cols: u32,
-    pub row0: u32,
-    pub rows_total: u32,
-}
-
 /// On-shader codes; explicit both ways, never `as u32` of a Rust enum.
 fn layout_code(l: Layout) -> u32 {
     match l {
@@ -92,8 +77,6 @@ fn codec_code(c: ValueCodec) -> u32 {
 
 /// Most blocks in one part (bounds the decode scratch and workgroup counts).
 const MAX_PART_BLOCKS: usize = 4096;
-/// Most vectors in one submission; larger batches run in several.
-pub(crate) const MAX_CALL_BATCH: usize = 64;
 /// Workgroups the accumulation aims for (block rows x column segments).
 const TARGET_WORKGROUPS: usize = 1024;
 
@@ -112,16 +95,6 @@ struct Part {
     dense: Option<wgpu::Buffer>,
 }
 
-/// Per-call buffers, grown on demand and reused.
-#[derive(Debug)]
-struct Scratch {
-    cap: usize,
-    x: wgpu::Buffer,
-    y: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    groups: Vec<wgpu::BindGroup>,
-}
-
 /// A linear layer `y = W x + bias` over a compressed matrix, on the GPU. `Send + Sync`.
 #[derive(Debug)]
 pub struct GpuLinear {
@@ -137,9 +110,8 @@ pub struct GpuLinear {
     tables: std::sync::Arc<wgpu::Buffer>,
     parts: Vec<Part>,
     bias: wgpu::Buffer,
-    call: wgpu::Buffer,
     stream_bytes: usize,
-    scratch: Mutex<Option<Scratch>>,
+    calls: Calls,
 }
 
 impl GpuLinear {
@@ -241,13 +213,12 @@ impl GpuLinear {
                 tab_basis: bb as u32,
                 tab_mulaw: 9 * bb as u32,
             };
-            let g = GemvCfg { rows: prow as u32, cols: cols as u32, row0: row0 as u32, rows_total: rows as u32 };
             parts.push(Part {
                 nbr,
                 blocks: last - first,
                 rows: prow,
                 cfg: ctx.uniform("rbe part cfg", bytemuck::bytes_of(&c)),
-                gemv: ctx.uniform("rbe part gemv", bytemuck::bytes_of(&g)),
+                gemv: gemv_cfg(ctx, "rbe part gemv", prow, cols, row0, rows),
                 stream: ctx.storage("rbe stream", &data),
                 starts: ctx.storage("rbe starts", bytemuck::cast_slice(&starts)),
                 dense: None,
@@ -265,10 +236,9 @@ impl GpuLinear {
             has_params: cfg.params != ParamsPrecision::None,
             tables,
             bias: ctx.storage("rbe bias", bytemuck::cast_slice(&bias)),
-            call: ctx.uniform("rbe call", bytemuck::bytes_of(&Call { batch: 1, pad: [0; 3] })),
             parts,
             stream_bytes,
-            scratch: Mutex::new(None),
+            calls: Calls::new(ctx),
             name,
         };
         if mode == GpuMode::Decode {
@@ -313,204 +283,6 @@ impl GpuLinear {
             GpuMode::DctDirect => self.stream_bytes,
             GpuMode::Decode => 4 * self.rows * self.cols,
         }
-    }
-
-    /// Decodes every part on the GPU into fresh dense buffers (rows of the part x cols).
-    fn decode_parts(&self) -> Result<Vec<wgpu::Buffer>, GpuError> {
-        let ctx = &self.ctx;
-        let p = ctx.pipes();
-        let bb = (self.b * self.b) as u64;
-        let max_blocks = self.parts.iter().map(|p| p.blocks).max().unwrap_or(1) as u64;
-        let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let coef = ctx.buffer("rbe coef", max_blocks * bb * 4, rw);
-        let tmp = ctx.buffer("rbe tmp", max_blocks * bb * 4, rw);
-        let params = ctx.buffer("rbe params", max_blocks * 8 * 4, rw);
-        let mut out = Vec::with_capacity(self.parts.len());
-        let cells = (bb as u32).div_ceil(64);
-        for part in &self.parts {
-            let dense = ctx.buffer("rbe dense", (part.rows * self.cols * 4) as u64, rw);
-            let g1 = ctx.bind(
-                &p.unpack,
-                &[(0, &part.cfg), (1, &part.stream), (2, &part.starts), (3, &self.tables), (4, &coef), (5, &params)],
-            );
-            let g2 = ctx.bind(&p.inverse_rows, &[(0, &part.cfg), (3, &self.tables), (4, &coef), (6, &tmp)]);
-            let g3 = ctx.bind(&p.finish, &[(0, &part.cfg), (3, &self.tables), (5, &params), (6, &tmp), (7, &dense)]);
-            let mut enc = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                pass.set_pipeline(&p.unpack);
-                pass.set_bind_group(0, &g1, &[]);
-                pass.dispatch_workgroups(part.blocks as u32, 1, 1);
-                pass.set_pipeline(&p.inverse_rows);
-                pass.set_bind_group(0, &g2, &[]);
-                pass.dispatch_workgroups(cells, part.blocks as u32, 1);
-                pass.set_pipeline(&p.finish);
-                pass.set_bind_group(0, &g3, &[]);
-                pass.dispatch_workgroups(cells, part.blocks as u32, 1);
-            }
-            ctx.queue().submit([enc.finish()]);
-            out.push(dense);
-        }
-        Ok(out)
-    }
-
-    /// Decodes the whole matrix on the GPU and reads it back (row-major `rows x cols`). In decode
-    /// mode this reads the resident dense matrix; in direct mode it runs the decode kernels.
-    pub fn decode(&self) -> Result<Vec<f32>, GpuError> {
-        let fresh;
-        let dense: Vec<&wgpu::Buffer> = match self.mode {
-            GpuMode::Decode => self.parts.iter().filter_map(|p| p.dense.as_ref()).collect(),
-            GpuMode::DctDirect => {
-                fresh = self.decode_parts()?;
-                fresh.iter().collect()
-            }
-        };
-        let mut out = Vec::with_capacity(self.rows * self.cols);
-        for (part, buf) in self.parts.iter().zip(dense) {
-            out.extend(self.ctx.read_f32(&self.name, buf, 0, (part.rows * self.cols * 4) as u64)?);
-        }
-        Ok(out)
-    }
-
-    /// `y = W x + bias` for one input of `in_features` values.
-    pub fn forward(&self, x: &[f32]) -> Result<Vec<f32>, GpuError> {
-        self.forward_batch(x, 1)
-    }
-
-    /// Row-major batch: `x` is `batch x in_features`, the result `batch x out_features`.
-    pub fn forward_batch(&self, x: &[f32], batch: usize) -> Result<Vec<f32>, GpuError> {
-        if x.len() != batch * self.cols {
-            return Err(GpuError::Shape {
-                tensor: self.name.clone(),
-                what: "input",
-                expected: batch * self.cols,
-                got: x.len(),
-            });
-        }
-        let mut y = Vec::with_capacity(batch * self.rows);
-        let mut guard = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        for chunk in x.chunks(MAX_CALL_BATCH * self.cols.max(1)) {
-            let n = chunk.len() / self.cols.max(1);
-            if guard.as_ref().is_none_or(|s| s.cap < n) {
-                *guard = Some(self.scratch_for(n.next_power_of_two().min(MAX_CALL_BATCH)));
-            }
-            let s = guard.as_ref().expect("just filled");
-            y.extend(self.run(s, chunk, n)?);
-        }
-        Ok(y)
-    }
-
-    fn scratch_for(&self, cap: usize) -> Scratch {
-        let ctx = &self.ctx;
-        let p = ctx.pipes();
-        let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let (gr, gc) = self.grid;
-        let b = self.b as u64;
-        let cap64 = cap as u64;
-        let x = ctx.buffer("rbe x", cap64 * self.cols as u64 * 4, rw);
-        let y = ctx.buffer("rbe y", cap64 * self.rows as u64 * 4, rw);
-        let staging = ctx.buffer(
-            "rbe y staging",
-            cap64 * self.rows as u64 * 4,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
-        let mut groups = Vec::new();
-        match self.mode {
-            GpuMode::Decode => {
-                for part in &self.parts {
-                    let dense = part.dense.as_ref().expect("decode mode keeps dense parts");
-                    groups.push(ctx.bind(
-                        &p.gemv,
-                        &[(0, &part.gemv), (1, &self.call), (2, dense), (3, &x), (4, &self.bias), (5, &y)],
-                    ));
-                }
-            }
-            GpuMode::DctDirect => {
-                let xh = ctx.buffer("rbe xh", cap64 * gc as u64 * b * 4, rw);
-                let proj = ctx.buffer("rbe proj", cap64 * gc as u64 * 8 * b * 4, rw);
-                let zsize = self.segs as u64 * cap64 * gr as u64 * b * 4;
-                let zpart = ctx.buffer("rbe zpart", zsize, rw);
-                let bpart = ctx.buffer("rbe bpart", zsize, rw);
-                let first = &self.parts[0];
-                groups.push(ctx.bind(
-                    &p.input_transform,
-                    &[(0, &first.cfg), (3, &self.tables), (4, &self.call), (5, &x), (6, &xh), (7, &proj)],
-                ));
-                for part in &self.parts {
-                    let mut e = vec![
-                        (0, &part.cfg),
-                        (1, &part.stream),
-                        (2, &part.starts),
-                        (4, &self.call),
-                        (6, &xh),
-                        (8, &zpart),
-                        (9, &bpart),
-                    ];
-                    e.push((3, &self.tables));
-                    e.push((7, &proj));
-                    groups.push(ctx.bind(&p.accumulate, &e));
-                }
-                groups.push(ctx.bind(
-                    &p.finalize,
-                    &[
-                        (0, &first.cfg),
-                        (3, &self.tables),
-                        (4, &self.call),
-                        (8, &zpart),
-                        (9, &bpart),
-                        (10, &self.bias),
-                        (11, &y),
-                    ],
-                ));
-            }
-        }
-        Scratch { cap, x, y, staging, groups }
-    }
-
-    fn run(&self, s: &Scratch, x: &[f32], n: usize) -> Result<Vec<f32>, GpuError> {
-        let ctx = &self.ctx;
-        let p = ctx.pipes();
-        ctx.queue().write_buffer(&self.call, 0, bytemuck::bytes_of(&Call { batch: n as u32, pad: [0; 3] }));
-        if !x.is_empty() {
-            ctx.queue().write_buffer(&s.x, 0, bytemuck::cast_slice(x));
-        }
-        let (_, gc) = self.grid;
-        let mut enc = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            match self.mode {
-                GpuMode::Decode => {
-                    pass.set_pipeline(&p.gemv);
-                    for (part, g) in self.parts.iter().zip(&s.groups) {
-                        pass.set_bind_group(0, g, &[]);
-                        pass.dispatch_workgroups(part.rows as u32, n as u32, 1);
-                    }
-                }
-                GpuMode::DctDirect => {
-                    let per = if self.has_params { 9 * self.b } else { self.b };
-                    pass.set_pipeline(&p.input_transform);
-                    pass.set_bind_group(0, &s.groups[0], &[]);
-                    pass.dispatch_workgroups((gc * per).div_ceil(64) as u32, n as u32, 1);
-                    pass.set_pipeline(&p.accumulate);
-                    for (part, g) in self.parts.iter().zip(&s.groups[1..]) {
-                        pass.set_bind_group(0, g, &[]);
-                        pass.dispatch_workgroups(part.nbr as u32, self.segs as u32, n.div_ceil(8) as u32);
-                    }
-                    pass.set_pipeline(&p.finalize);
-                    pass.set_bind_group(0, &s.groups[self.parts.len() + 1], &[]);
-                    pass.dispatch_workgroups(self.rows.div_ceil(64) as u32, n as u32, 1);
-                }
-            }
-        }
-        let bytes = (n * self.rows * 4) as u64;
-        if bytes > 0 {
-            enc.copy_buffer_to_buffer(&s.y, 0, &s.staging, 0, bytes);
-        }
-        ctx.queue().submit([enc.finish()]);
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
-        ctx.map_read(&self.name, &s.staging, bytes)
     }
 }
 
