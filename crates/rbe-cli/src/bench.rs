@@ -3,9 +3,11 @@
 //! table, or `--json`, and optionally an SVG chart. What is measured and how is documented in
 //! `rbe::bench`.
 
+use crate::Usage;
 use crate::verify::cli_error;
 use anyhow::{Result, anyhow, bail};
 use rbe::bench::cpu::{self, CpuBench, ModeSet};
+use rbe::bench::synthetic::MAX_SYNTHETIC_ELEMENTS;
 use rbe::bench::{BenchReport as Report, Row};
 use rbe::{EncodedTensor, Model};
 use std::path::PathBuf;
@@ -61,12 +63,16 @@ pub fn run(a: &BenchArgs) -> Result<()> {
 }
 
 fn bench(a: &BenchArgs) -> Result<()> {
+    if a.batch == 0 {
+        return Err(Usage("--batch must be at least 1".into()).into());
+    }
     let (tensor, original) = match (&a.synthetic, &a.input) {
         (Some(s), None) => {
-            let (r, c) = s.split_once('x').ok_or_else(|| anyhow!("--synthetic wants ROWSxCOLS, got `{s}`"))?;
-            let (rows, cols): (usize, usize) = (r.parse()?, c.parse()?);
-            if rows == 0 || cols == 0 {
-                bail!("--synthetic needs non-zero sizes");
+            let usage = || Usage(format!("--synthetic wants ROWSxCOLS with sizes from 1 to 2^28 weights, got `{s}`"));
+            let (r, c) = s.split_once('x').ok_or_else(usage)?;
+            let (rows, cols): (usize, usize) = (r.parse().map_err(|_| usage())?, c.parse().map_err(|_| usage())?);
+            if rows == 0 || cols == 0 || rows.checked_mul(cols).is_none_or(|n| n > MAX_SYNTHETIC_ELEMENTS) {
+                return Err(usage().into());
             }
             let (t, d) = cpu::synthetic_tensor(rows, cols, a.rel_rmse).map_err(cli_error)?;
             (t, Some(d))

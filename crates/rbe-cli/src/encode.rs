@@ -20,11 +20,11 @@ pub struct EncodeArgs {
     /// Named profile: ultra (rel 0.005), high (0.02), balanced (0.05), fast (0.10).
     #[arg(long, conflicts_with_all = ["rel_rmse", "rmse", "k"])]
     pub profile: Option<String>,
-    /// Target RMSE relative to each tensor's standard deviation.
-    #[arg(long, conflicts_with_all = ["rmse", "k"])]
+    /// Target RMSE relative to each tensor's standard deviation (below 1).
+    #[arg(long, conflicts_with_all = ["rmse", "k"], allow_negative_numbers = true)]
     pub rel_rmse: Option<f64>,
     /// Target absolute RMSE.
-    #[arg(long, conflicts_with = "k")]
+    #[arg(long, conflicts_with = "k", allow_negative_numbers = true)]
     pub rmse: Option<f64>,
     /// Keep exactly K coefficients per block (top-K by magnitude, the design notes' mode).
     #[arg(long)]
@@ -67,7 +67,13 @@ pub struct EncodeArgs {
     pub json: bool,
 }
 
+/// The settings asked for; anything unparsable or invalid is a usage error (exit 2).
 fn settings(a: &EncodeArgs) -> anyhow::Result<EncodeSettings> {
+    let usage = |e: &dyn std::fmt::Display| crate::Usage(e.to_string());
+    resolve(a).map_err(|e| usage(&e).into())
+}
+
+fn resolve(a: &EncodeArgs) -> anyhow::Result<EncodeSettings> {
     let mut b = EncodeSettings::builder();
     if let Some(p) = &a.profile {
         b = b.profile(p.parse::<Profile>()?);

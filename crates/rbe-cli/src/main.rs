@@ -9,6 +9,7 @@ mod decode;
 mod demo;
 mod encode;
 mod inspect;
+mod signals;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +72,7 @@ pub struct VerifyArgs {
 }
 
 fn main() -> ExitCode {
+    signals::install();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Encode(a) => encode::run(a),
@@ -85,10 +87,24 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_line(&e));
-            ExitCode::from(1)
+            // Wrong arguments exit 2, like clap's own usage errors; bad input or a failed run, 1.
+            let usage = e.downcast_ref::<Usage>().is_some() || e.downcast_ref::<rbe::SettingsError>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
+
+/// A command line that asks for something impossible (exit status 2).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 /// The error and its causes on one line, each said once: library errors already include their
 /// cause's message, so a cause whose text the line already holds is skipped.

@@ -16,6 +16,7 @@ pub mod rate;
 pub mod select;
 pub mod settings;
 pub mod source;
+pub mod spread;
 pub mod tensor;
 
 pub use error::EncodeError;

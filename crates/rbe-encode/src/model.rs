@@ -7,7 +7,9 @@ use crate::select::Selection;
 use crate::settings::EncodeSettings;
 use crate::source::{Shard, SourceModel, SourceTensor};
 use crate::tensor::encode_tensor;
-use rbe_format::{Entry, ModelReport, RbeFile, RbeWriter, ShardIndex, TensorReport, stream_checksum};
+use rbe_format::{
+    Entry, ModelReport, OutputFile, RbeFile, RbeWriter, ShardIndex, TensorReport, stream_checksum, write_atomic,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -123,14 +125,24 @@ pub fn encode_model(
         std::fs::create_dir_all(output)
             .map_err(|e| EncodeError::Input { path: output.display().to_string(), reason: e.to_string() })?;
     }
+    // Every output is checked before anything is encoded: none may be an input or a non-file.
+    let inputs = model.input_paths();
+    let index_path = sharded.then(|| output.join(rbe_index_name(model.index.as_deref())));
+    let mut outputs = Vec::with_capacity(model.shards.len());
+    for shard in &model.shards {
+        outputs.push(OutputFile::check(&shard_output(shard, output, sharded), &inputs)?);
+    }
+    if let Some(path) = &index_path {
+        OutputFile::check(path, &inputs)?;
+    }
     let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
     let mut done = 0u64;
     let mut reports = Vec::new();
     let mut weight_map = BTreeMap::new();
     let mut file_bytes = 0u64;
     let record = settings_record(settings, options);
-    for shard in &model.shards {
-        let out_path = shard_output(shard, output, sharded);
+    for (shard, out) in model.shards.iter().zip(outputs) {
+        let out_path = out.path().to_owned();
         let out_name = out_path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
         let finished = if options.resume && sharded { finished_shard(&out_path, shard, &record) } else { None };
         if let Some(done_reports) = finished {
@@ -145,7 +157,7 @@ pub fn encode_model(
             file_bytes += file_len(&out_path)?;
             continue;
         }
-        let mut writer = RbeWriter::create(&out_path)?;
+        let mut writer = RbeWriter::create_at(out)?;
         writer.metadata(SETTINGS_KEY, record.clone());
         for (k, v) in &shard.metadata {
             if !k.starts_with("rbe.") {
@@ -183,12 +195,9 @@ pub fn encode_model(
         file_bytes += file_len(&out_path)?;
     }
     let mut written = output.to_owned();
-    if let (true, Some(index)) = (sharded, &model.index) {
-        let name = index.file_name().and_then(|n| n.to_str()).unwrap_or("model.safetensors.index.json");
-        let out_name = name.replace(".safetensors.index.json", ".rbe.index.json");
-        let out_name = if out_name == name { format!("{name}.rbe.json") } else { out_name };
+    if let Some(path) = index_path {
         let total_size: u64 = reports.iter().map(|r| r.stream_bytes).sum();
-        written = output.join(out_name);
+        written = path;
         write_atomic(&written, &ShardIndex::rbe(weight_map, total_size).to_json())?;
     }
     Ok(EncodeReport {
@@ -208,14 +217,10 @@ fn shard_weights(shard: &Shard, name: &str) -> u64 {
     shard.tensors.iter().find(|t| t.name == name).map_or(0, |t| t.elements() as u64)
 }
 
-/// Writes a small file atomically (temp file beside it, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EncodeError> {
-    use std::io::Write;
-    let err = |e: std::io::Error| EncodeError::Input { path: path.display().to_string(), reason: e.to_string() };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+/// The shard index's name for a sharded input's index `X.safetensors.index.json`:
+/// `X.rbe.index.json`.
+fn rbe_index_name(index: Option<&Path>) -> String {
+    let name = index.and_then(|i| i.file_name()).and_then(|n| n.to_str()).unwrap_or("model.safetensors.index.json");
+    let out_name = name.replace(".safetensors.index.json", ".rbe.index.json");
+    if out_name == name { format!("{name}.rbe.json") } else { out_name }
 }

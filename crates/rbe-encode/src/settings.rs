@@ -104,6 +104,22 @@ pub enum SettingsError {
     /// An RMSE target of exactly 0 asked for through the builder (lossless is out of reach).
     #[error("impossible target: an error of 0 needs lossless coding; RBE's residuals are quantised")]
     ZeroTarget,
+    /// A relative target so loose that replacing every weight by the tensor's mean meets it.
+    #[error(
+        "a relative RMSE of {0} would let the encoder replace every weight by its tensor's mean \
+         (that error is 1.0); choose a target below 1 (the profiles use 0.005 to 0.10)"
+    )]
+    TargetZeroes(f64),
+    /// Top-K with more coefficients than a block holds, or none.
+    #[error("--k {k} is outside 1..={max}: a {block}x{block} block holds {max} coefficients")]
+    BadK {
+        /// Coefficients asked for.
+        k: usize,
+        /// The block edge.
+        block: usize,
+        /// Coefficients a block holds.
+        max: usize,
+    },
     /// A block size, or a layout and value codec, that the format does not allow.
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -141,6 +157,16 @@ impl EncodeSettings {
             && !(x.is_finite() && x >= 0.0)
         {
             return Err(SettingsError::BadTarget(x));
+        }
+        if let Target::RelRmse(x) = self.target
+            && x >= 1.0
+        {
+            return Err(SettingsError::TargetZeroes(x));
+        }
+        if let Target::TopK(k) = self.target
+            && (k == 0 || k > self.block * self.block)
+        {
+            return Err(SettingsError::BadK { k, block: self.block, max: self.block * self.block });
         }
         BlockConfig {
             block: self.block,

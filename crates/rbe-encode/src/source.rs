@@ -129,11 +129,23 @@ fn open_shard(path: &Path) -> Result<Shard, EncodeError> {
             mapping: Some((map.clone(), start + s)),
         });
     }
-    let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    let metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    if metadata.contains_key(rbe_format::FORMAT_KEY) {
+        return Err(input_err(
+            path,
+            "is already an .rbe file (compressed by RBE); to re-encode, decode it first: \
+             `rbe decode IN.rbe -o OUT.safetensors`",
+        ));
+    }
     Ok(Shard { path: path.to_owned(), tensors, metadata })
 }
 
 impl SourceModel {
+    /// Every file this model is read from (the shards and the index), which no output may be.
+    pub fn input_paths(&self) -> Vec<&Path> {
+        self.shards.iter().map(|s| s.path.as_path()).chain(self.index.as_deref()).collect()
+    }
+
     /// Opens a `.safetensors` file or a `*.safetensors.index.json` (shards beside it).
     pub fn open(path: &Path) -> Result<Self, EncodeError> {
         let is_index = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".json"));

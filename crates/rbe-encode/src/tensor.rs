@@ -5,6 +5,7 @@ use crate::blocks::{choose_blocks, decode_error, find_step, quant_error, round_s
 use crate::error::EncodeError;
 use crate::fit::BaseFitter;
 use crate::settings::{EncodeSettings, ParamsChoice, Target};
+use crate::spread::check_spread;
 use rayon::prelude::*;
 use rbe_format::codec::N_PARAMS;
 use rbe_format::{
@@ -87,6 +88,21 @@ pub fn encode_tensor(
     check_finite(name, data, cols)?;
     let b = settings.block;
     let (_, std) = mean_std(data);
+    if let Target::RelRmse(_) = settings.target {
+        check_spread(name, data, cols, std)?;
+    }
+    if let Target::Rmse(x) = settings.target
+        && std > 0.0
+        && x >= std
+    {
+        return Err(EncodeError::ImpossibleTarget {
+            tensor: name.to_owned(),
+            reason: format!(
+                "a target RMSE of {x} is at least the tensor's standard deviation ({std:.3e}): replacing every \
+                 weight by the mean meets it; the largest sensible target is below {std:.3e} (or use --rel-rmse)"
+            ),
+        });
+    }
     let target_rmse = match settings.target {
         Target::RelRmse(r) => Some(r * std),
         Target::Rmse(x) => Some(x),

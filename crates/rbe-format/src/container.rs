@@ -4,6 +4,7 @@
 
 use crate::desc::{EncodeStats, TensorDesc, description_json, parse_description, stream_checksum, verbatim_checksum};
 use crate::error::FormatError;
+use crate::output::{OutputFile, TempFile};
 use crate::shared::SharedBytes;
 use crate::tensor::EncodedTensor;
 use safetensors::tensor::{Dtype, SafeTensors};
@@ -210,26 +211,30 @@ impl RbeFile {
 
 /// Writes a safetensors file atomically, streaming tensor data to a spill file so memory stays
 /// bounded by the largest tensor; `finish` assembles header + data in a temp file and renames it.
+/// Both temp files live beside the output ([`OutputFile`]) and vanish on error or drop.
 pub struct SafetensorsWriter {
+    out: OutputFile,
     path: PathBuf,
-    spill: BufWriter<tempfile::NamedTempFile>,
+    spill: BufWriter<TempFile>,
     header: Vec<(String, String, Vec<usize>, u64, u64)>,
     metadata: BTreeMap<String, String>,
     offset: u64,
 }
 
-fn temp_in_dir_of(path: &Path) -> Result<tempfile::NamedTempFile, FormatError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let stem = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    tempfile::Builder::new().prefix(&format!(".{stem}.")).suffix(".tmp").tempfile_in(dir).map_err(|e| io_err(path, e))
-}
-
 impl SafetensorsWriter {
     /// Starts a file that will appear at `path` only when [`SafetensorsWriter::finish`] succeeds.
+    /// Refuses an existing `path` that is not a regular file ([`OutputFile::check`]).
     pub fn create(path: &Path) -> Result<Self, FormatError> {
+        Self::create_at(OutputFile::check(path, &[])?)
+    }
+
+    /// Starts a file at an output already checked against its inputs.
+    pub fn create_at(out: OutputFile) -> Result<Self, FormatError> {
+        let spill = BufWriter::with_capacity(1 << 20, out.temp()?);
         Ok(SafetensorsWriter {
-            path: path.to_owned(),
-            spill: BufWriter::with_capacity(1 << 20, temp_in_dir_of(path)?),
+            path: out.path().to_owned(),
+            out,
+            spill,
             header: Vec::new(),
             metadata: BTreeMap::new(),
             offset: 0,
@@ -266,31 +271,18 @@ impl SafetensorsWriter {
         let mut json = serde_json::to_vec(&header).expect("header serialises");
         json.resize(json.len().next_multiple_of(8), b' ');
         let mut spill = self.spill.into_inner().map_err(|e| io_err(&path, e.into_error()))?;
-        let out = temp_in_dir_of(&path)?;
+        let mut out = self.out.temp()?;
         {
-            let mut w = BufWriter::with_capacity(1 << 20, out.as_file());
+            let mut w = BufWriter::with_capacity(1 << 20, out.file());
             w.write_all(&(json.len() as u64).to_le_bytes()).map_err(|e| io_err(&path, e))?;
             w.write_all(&json).map_err(|e| io_err(&path, e))?;
-            let f = spill.as_file_mut();
+            let f = spill.file();
             f.seek(SeekFrom::Start(0)).map_err(|e| io_err(&path, e))?;
             std::io::copy(f, &mut w).map_err(|e| io_err(&path, e))?;
             w.flush().map_err(|e| io_err(&path, e))?;
         }
-        #[cfg(unix)]
-        {
-            // Temp files are created 0600; a finished model is an ordinary readable file.
-            use std::os::unix::fs::PermissionsExt;
-            out.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| io_err(&path, e))?;
-        }
-        out.as_file().sync_all().map_err(|e| io_err(&path, e))?;
-        out.persist(&path).map_err(|e| io_err(&path, e.error))?;
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // Make the rename itself durable.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        drop(spill);
+        out.persist()
     }
 }
 
@@ -302,7 +294,12 @@ pub struct RbeWriter {
 impl RbeWriter {
     /// Starts an `.rbe` file at `path` (appears atomically on [`RbeWriter::finish`]).
     pub fn create(path: &Path) -> Result<Self, FormatError> {
-        let mut inner = SafetensorsWriter::create(path)?;
+        Self::create_at(OutputFile::check(path, &[])?)
+    }
+
+    /// Starts an `.rbe` file at an output already checked against its inputs.
+    pub fn create_at(out: OutputFile) -> Result<Self, FormatError> {
+        let mut inner = SafetensorsWriter::create_at(out)?;
         inner.metadata(FORMAT_KEY, FORMAT_VERSION.to_owned());
         Ok(RbeWriter { inner })
     }

@@ -74,6 +74,14 @@ pub enum FormatError {
         /// What the safetensors parser found.
         source: safetensors::SafeTensorError,
     },
+    /// An output path that must not be written (it is an input, a device, a directory).
+    #[error("{path}: {reason}")]
+    Output {
+        /// The path.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The container (safetensors header, metadata) is invalid.
     #[error("container: {0}")]
     Container(String),

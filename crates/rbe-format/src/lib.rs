@@ -12,6 +12,7 @@ mod error;
 mod grid;
 pub mod index;
 mod layout;
+mod output;
 pub mod report;
 mod settings;
 mod shared;
@@ -38,6 +39,9 @@ pub use entropy::EntropyError;
 pub use error::{BlockError, FormatError};
 pub use grid::{BlockExtent, BlockGrid};
 pub use index::ShardIndex;
+pub use output::{
+    OutputFile, TempFile, live_temp_files, remove_live_temps, remove_stale_temps, same_file, write_atomic,
+};
 pub use report::{ModelReport, TensorReport, Totals};
 pub use settings::{BLOCK_SIZES, BlockConfig, Entropy, Layout, ParamsPrecision, SourceDtype, Transform, ValueCodec};
 pub use shared::SharedBytes;

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::model::{Model, Shard, entry_stored_bytes};
 use half::{bf16, f16};
 use rbe_format::index::{RBE_INDEX_SUFFIX, SAFETENSORS_INDEX_SUFFIX};
-use rbe_format::{Entry, SafetensorsWriter, ShardIndex};
+use rbe_format::{Entry, OutputFile, SafetensorsWriter, ShardIndex};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -100,43 +100,64 @@ impl Model {
     ) -> Result<DecodeSummary, Error> {
         let total = self.stored_bytes();
         let mut done = 0u64;
+        // No output may be one of the files read; all are checked before anything is written.
+        let inputs: Vec<&Path> = std::iter::once(self.path()).chain(self.shards().iter().map(Shard::path)).collect();
+        let check = |path: &Path| OutputFile::check(path, &inputs).map_err(|e| Error::file(path, e));
         let Some(index) = self.index() else {
-            let (decoded, copied) = decode_shard(&self.shards()[0], output, dtype, &mut done, total, progress)?;
+            let out = check(output)?;
+            let (decoded, copied) = decode_shard(&self.shards()[0], out, dtype, &mut done, total, progress)?;
             return Ok(DecodeSummary { output: output.to_owned(), decoded, copied });
         };
+        if std::fs::metadata(output).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::file(
+                output,
+                rbe_format::FormatError::Output {
+                    path: output.display().to_string(),
+                    reason: "is not a directory (a sharded model decodes to a directory)".into(),
+                },
+            ));
+        }
         std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+        let names: Vec<String> = index
+            .shards()
+            .iter()
+            .map(|name| format!("{}.safetensors", name.strip_suffix(".rbe").unwrap_or(name)))
+            .collect();
+        let outs = names.iter().map(|n| check(&output.join(n))).collect::<Result<Vec<_>, _>>()?;
+        let index_path = output.join(safetensors_index_name(self.path()));
+        check(&index_path)?;
         let mut weight_map = BTreeMap::new();
         let (mut decoded, mut copied) = (0, 0);
-        for (shard, name) in self.shards().iter().zip(index.shards()) {
-            let out_name = format!("{}.safetensors", name.strip_suffix(".rbe").unwrap_or(name));
-            let (d, c) = decode_shard(shard, &output.join(&out_name), dtype, &mut done, total, progress)?;
+        for (((shard, name), out_name), out) in self.shards().iter().zip(index.shards()).zip(&names).zip(outs) {
+            let (d, c) = decode_shard(shard, out, dtype, &mut done, total, progress)?;
             decoded += d;
             copied += c;
+            // Only tensors the shard really holds (an index entry naming the wrong shard is not
+            // carried into the output).
             for tensor in index.tensors_in(name) {
-                weight_map.insert(tensor.to_owned(), out_name.clone());
+                if shard.file().entry(tensor).is_some() {
+                    weight_map.insert(tensor.to_owned(), out_name.clone());
+                }
             }
         }
-        let stem = self.path().file_name().and_then(|n| n.to_str()).unwrap_or("model.rbe.index.json");
-        let out_index = stem.replace(RBE_INDEX_SUFFIX, SAFETENSORS_INDEX_SUFFIX);
-        let out_index = if out_index == stem { format!("model{SAFETENSORS_INDEX_SUFFIX}") } else { out_index };
-        let path = output.join(out_index);
         let json = ShardIndex { metadata: BTreeMap::new(), weight_map }.to_json();
-        write_atomic(&path, &json)?;
-        Ok(DecodeSummary { output: path, decoded, copied })
+        rbe_format::write_atomic(&index_path, &json).map_err(|e| Error::file(&index_path, e))?;
+        Ok(DecodeSummary { output: index_path, decoded, copied })
     }
 }
 
 /// Decodes one shard into one safetensors file; returns (decoded, copied) counts.
 fn decode_shard(
     shard: &Shard,
-    output: &Path,
+    out: OutputFile,
     dtype: OutputDtype,
     done: &mut u64,
     total: u64,
     progress: DecodeProgress<'_>,
 ) -> Result<(usize, usize), Error> {
     let (input, file) = (shard.path(), shard.file());
-    let mut out = SafetensorsWriter::create(output).map_err(|e| Error::file(output, e))?;
+    let output = &out.path().to_owned();
+    let mut out = SafetensorsWriter::create_at(out).map_err(|e| Error::file(output, e))?;
     let mut carried: Vec<(&String, &String)> =
         file.metadata().iter().filter(|(key, _)| !key.starts_with(RBE_METADATA_PREFIX)).collect();
     carried.sort();
@@ -174,15 +195,11 @@ fn decode_shard(
     Ok((decoded, copied))
 }
 
-/// Writes a small file atomically (temp file beside it, fsync, rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(path, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+/// The dense index's name for an `.rbe` index `X.rbe.index.json`: `X.safetensors.index.json`.
+fn safetensors_index_name(rbe_index: &Path) -> String {
+    let stem = rbe_index.file_name().and_then(|n| n.to_str()).unwrap_or("model.rbe.index.json");
+    let out_index = stem.replace(RBE_INDEX_SUFFIX, SAFETENSORS_INDEX_SUFFIX);
+    if out_index == stem { format!("model{SAFETENSORS_INDEX_SUFFIX}") } else { out_index }
 }
 
 #[cfg(test)]

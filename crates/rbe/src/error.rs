@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// A file is unreadable, not a valid `.rbe` file or shard index, or could not be written.
     /// The message starts with the file name (I/O errors already carry it).
-    #[error("{}: {source}", path.display())]
+    #[error("{}", file_message(path, source))]
     File {
         /// The file.
         path: PathBuf,
@@ -48,6 +48,14 @@ pub enum Error {
     #[cfg(feature = "bench")]
     #[error("{0}")]
     Bench(String),
+}
+
+/// `path: what is wrong`, said once (output refusals already start with their path).
+fn file_message(path: &std::path::Path, e: &FormatError) -> String {
+    match e {
+        FormatError::Output { .. } => e.to_string(),
+        _ => format!("{}: {e}", path.display()),
+    }
 }
 
 impl Error {

@@ -49,6 +49,12 @@ pub struct CpuBench {
 /// A seeded synthetic `rows x cols` matrix (N(0, 0.05^2)) encoded at relative RMSE `rel`, with
 /// its original weights.
 pub fn synthetic_tensor(rows: usize, cols: usize, rel: f64) -> Result<(EncodedTensor, Vec<f32>), Error> {
+    if rows == 0 || cols == 0 || rows.checked_mul(cols).is_none_or(|n| n > super::synthetic::MAX_SYNTHETIC_ELEMENTS) {
+        return Err(Error::Bench(format!(
+            "a synthetic {rows}x{cols} matrix is outside 1..={} weights (1 GiB of f32)",
+            super::synthetic::MAX_SYNTHETIC_ELEMENTS
+        )));
+    }
     let data = noise_matrix(rows, cols, seed_for(rows, cols), BENCH_STD);
     let settings = EncodeSettings { target: Target::RelRmse(rel), profile: None, ..EncodeSettings::default() };
     let out = encode_tensor("synthetic", &data, &[rows, cols], rbe_format::SourceDtype::F32, &settings)?;

@@ -1,6 +1,9 @@
 //! Seeded noise-like weights, ~N(0, std^2) (Box-Muller over a 64-bit LCG): the matrices
 //! `rbe bench --synthetic` and the criterion benches measure, identical on every machine.
 
+/// Largest synthetic matrix (elements): 2^28 weights, 1 GiB of f32, checked before allocating.
+pub const MAX_SYNTHETIC_ELEMENTS: usize = 1 << 28;
+
 /// Standard deviation of the synthetic benchmark weights.
 pub const BENCH_STD: f64 = 0.05;
 

@@ -1,0 +1,204 @@
+//! Hostile-user regressions, one test per class of harm: outputs that would destroy an input or
+//! replace a device, re-encoding an `.rbe`, targets that would zero a tensor or that one extreme
+//! weight would make meaningless, sizes from the command line, broken pipes, and signals (no temp
+//! file survives SIGINT/SIGTERM; a SIGKILLed run's leftovers go with the next run).
+#![cfg(unix)]
+
+use rbe_testkit::Rng;
+use rbe_testkit::data::f32_bytes;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const RBE: &str = env!("CARGO_BIN_EXE_rbe");
+
+fn rbe(args: &[&str]) -> Output {
+    Command::new(RBE).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit status `code`, one line on stderr containing `needle`, no panic.
+fn expect(o: &Output, code: i32, needle: &str, what: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "{what}: exit status, stderr: {err}");
+    assert!(err.contains(needle), "{what}: stderr lacks `{needle}`: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{what}: a panic reached the user: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line expected: {err}");
+}
+
+/// A safetensors model of `tensors` 384x512 F32 weights ~ N(0, 0.05^2)-ish.
+fn write_model(path: &Path, tensors: usize) {
+    let mut w = rbe::format::SafetensorsWriter::create(path).unwrap();
+    let mut rng = Rng::new(0x5EED);
+    for t in 0..tensors {
+        let data: Vec<f32> = (0..384 * 512).map(|_| rng.centred_f32() * 0.1).collect();
+        w.add(&format!("layers.{t}.weight"), "F32", &[384, 512], &f32_bytes(&data)).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(".rbe-tmp.") || n.ends_with(".tmp"))
+        })
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn outputs_that_would_destroy_an_input_or_a_device_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    write_model(&input, 1);
+    let original = std::fs::read(&input).unwrap();
+    expect(&rbe(&["encode", s(&input), "-o", s(&input)]), 1, "is the input", "encode X -o X");
+    let link = dir.path().join("link.rbe");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    expect(&rbe(&["encode", s(&input), "-o", s(&link)]), 1, "is the input", "encode X -o link-to-X");
+    assert_eq!(std::fs::read(&input).unwrap(), original, "the input is untouched");
+
+    let rbe_file = dir.path().join("m.rbe");
+    assert!(rbe(&["encode", s(&input), "-o", s(&rbe_file)]).status.success());
+    let encoded = std::fs::read(&rbe_file).unwrap();
+    expect(&rbe(&["decode", s(&rbe_file), "-o", s(&rbe_file)]), 1, "is the input", "decode Y -o Y");
+    assert_eq!(std::fs::read(&rbe_file).unwrap(), encoded);
+
+    expect(&rbe(&["encode", s(&input), "-o", s(dir.path())]), 1, "is a directory", "encode -o DIR");
+    if Path::new("/dev/null").exists() {
+        expect(&rbe(&["encode", s(&input), "-o", "/dev/null"]), 1, "not a regular file", "encode -o /dev/null");
+        expect(&rbe(&["decode", s(&rbe_file), "-o", "/dev/null"]), 1, "not a regular file", "decode -o /dev/null");
+        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null is still a device");
+    }
+    assert!(temp_files(dir.path()).is_empty(), "refusals leave nothing behind");
+}
+
+#[test]
+fn re_encoding_an_rbe_file_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    write_model(&input, 1);
+    let rbe_file = dir.path().join("m.rbe");
+    assert!(rbe(&["encode", s(&input), "-o", s(&rbe_file)]).status.success());
+    let again = dir.path().join("again.rbe");
+    expect(&rbe(&["encode", s(&rbe_file), "-o", s(&again)]), 1, "rbe decode", "encode of an .rbe");
+    assert!(!again.exists());
+}
+
+#[test]
+fn impossible_sizes_and_targets_are_usage_errors_or_named_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    write_model(&input, 1);
+    let out = dir.path().join("o.rbe");
+    let enc = |extra: &[&str]| {
+        let mut args = vec!["encode", s(&input), "-o", s(&out)];
+        args.extend_from_slice(extra);
+        rbe(&args)
+    };
+    expect(&enc(&["--rel-rmse", "1.5"]), 2, "below 1", "--rel-rmse 1.5");
+    expect(&enc(&["--rel-rmse", "-0.1"]), 2, ">= 0", "--rel-rmse -0.1");
+    expect(&enc(&["--k", "5000"]), 2, "outside 1..=4096", "--k 5000");
+    expect(&enc(&["--block", "7"]), 2, "block size 7", "--block 7");
+    expect(&enc(&["--rmse", "100"]), 1, "largest sensible target", "--rmse 100");
+    assert!(!out.exists(), "no output for a refused target");
+    expect(&rbe(&["bench", "--synthetic", "1000000x1000000"]), 2, "2^28", "bench --synthetic huge");
+    expect(&rbe(&["bench", "--synthetic", "64x64", "--batch", "0"]), 2, "--batch", "bench --batch 0");
+}
+
+#[test]
+fn one_extreme_weight_cannot_pass_as_a_met_relative_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    let mut rng = Rng::new(7);
+    let mut data: Vec<f32> = (0..64 * 64).map(|_| rng.centred_f32() * 0.1).collect();
+    data[5 * 64 + 7] = 1e30;
+    let mut w = rbe::format::SafetensorsWriter::create(&input).unwrap();
+    w.add("w", "F32", &[64, 64], &f32_bytes(&data)).unwrap();
+    w.finish().unwrap();
+    let out = dir.path().join("o.rbe");
+    expect(&rbe(&["encode", s(&input), "-o", s(&out), "--rel-rmse", "0.05"]), 1, "weight [5, 7] = 1e30", "outlier");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_closed_pipe_ends_the_program_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    write_model(&input, 12);
+    let rbe_file = dir.path().join("m.rbe");
+    assert!(rbe(&["encode", s(&input), "-o", s(&rbe_file)]).status.success());
+    for args in [vec!["inspect", s(&rbe_file)], vec!["inspect", s(&rbe_file), "--json"]] {
+        let mut child = Command::new(RBE).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take()); // the reader goes away before the first line
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(o.status.success() || o.status.signal() == Some(libc::SIGPIPE), "{args:?}: {:?} {err}", o.status);
+    }
+}
+
+/// Sends `signal` to `args` after `delay`; returns the status and whether it was still running.
+fn run_and_signal(args: &[&str], delay: Duration, signal: i32) -> (std::process::ExitStatus, bool) {
+    let mut child = Command::new(RBE).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    (child.wait().unwrap(), running)
+}
+
+#[test]
+fn signals_leave_no_temp_file_and_a_killed_runs_leftovers_go_with_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    write_model(&input, 8);
+    let out = dir.path().join("o.rbe");
+    let args = ["encode", s(&input), "-o", s(&out), "--threads", "1"];
+    let start = Instant::now();
+    assert!(rbe(&args).status.success());
+    let clean = start.elapsed();
+    std::fs::remove_file(&out).unwrap();
+    let mut rng = Rng::new(99);
+    let mut interrupted = 0;
+    for trial in 0..12 {
+        let (signal, code) = if trial % 2 == 0 { (libc::SIGINT, 130) } else { (libc::SIGTERM, 143) };
+        // Past start-up (signal handlers installed), before the end of a clean run.
+        let delay = clean.mul_f64(0.2 + 0.7 * rng.unit());
+        let (status, running) = run_and_signal(&args, delay, signal);
+        if running {
+            interrupted += 1;
+            assert_eq!(status.code(), Some(code), "trial {trial}: exit status after signal {signal}");
+        }
+        assert!(temp_files(dir.path()).is_empty(), "trial {trial}: temp files left: {:?}", temp_files(dir.path()));
+        let _ = std::fs::remove_file(&out);
+    }
+    assert!(interrupted > 0, "no trial was interrupted mid-run");
+
+    // SIGKILL cannot be caught: the temp file stays until the next run into the directory.
+    let mut left = false;
+    for _ in 0..6 {
+        let (_, running) = run_and_signal(&args, clean.mul_f64(0.5), libc::SIGKILL);
+        left |= running && !temp_files(dir.path()).is_empty();
+        let _ = std::fs::remove_file(&out);
+        if left {
+            break;
+        }
+    }
+    let stale = dir.path().join(".o.rbe.rbe-tmp.4294967295.abc123");
+    std::fs::write(&stale, b"left by a killed run").unwrap();
+    let other = dir.path().join("other.rbe");
+    assert!(rbe(&["encode", s(&input), "-o", s(&other)]).status.success());
+    assert!(temp_files(dir.path()).is_empty(), "the next run removes stale temp files: {:?}", temp_files(dir.path()));
+}
