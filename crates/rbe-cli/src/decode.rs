@@ -2,12 +2,16 @@
 //! with a progress bar on a terminal.
 
 use crate::verify::{cli_error, one_line, open_model};
-use rbe::OutputDtype;
+use rbe::{DecodeOptions, OutputDtype};
 
-/// Runs `rbe decode FILE -o OUT [--dtype f32|f16|bf16]`; `FILE` may be a sharded `*.rbe.index.json`,
+/// Runs `rbe decode FILE -o OUT [--dtype source|f32|f16|bf16]`; `FILE` may be a sharded `*.rbe.index.json`,
 /// then `OUT` is a directory that receives one safetensors shard per `.rbe` shard and an index.
 pub fn run(args: &crate::DecodeArgs) -> anyhow::Result<()> {
-    let dtype: OutputDtype = args.dtype.parse().map_err(anyhow::Error::msg)?;
+    let dtype: Option<OutputDtype> = match args.dtype.as_str() {
+        "source" => None,
+        d => Some(d.parse().map_err(|e: String| crate::Usage(e))?),
+    };
+    let options = DecodeOptions { dtype, saturate_f16: args.saturate_f16 };
     let model = open_model(&args.input)?;
     // On a terminal: bytes of the stored model processed, with rate and ETA.
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
@@ -26,9 +30,12 @@ pub fn run(args: &crate::DecodeArgs) -> anyhow::Result<()> {
             b.set_position(done);
         }
     };
-    let summary = model.decode_to(&args.output, dtype, &progress).map_err(cli_error)?;
+    let summary = model.decode_to(&args.output, &options, &progress).map_err(cli_error)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    for w in &summary.warnings {
+        eprintln!("warning: {}", one_line(w));
     }
     if model.index().is_some() {
         println!(

@@ -41,7 +41,7 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// `rbe decode FILE -o OUT.safetensors [--dtype f32|f16|bf16]`
+/// `rbe decode FILE -o OUT.safetensors [--dtype source|f32|f16|bf16]`
 #[derive(clap::Args)]
 pub struct DecodeArgs {
     /// The .rbe file.
@@ -49,9 +49,13 @@ pub struct DecodeArgs {
     /// Output safetensors file (written atomically).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Dtype of the decoded compressed tensors (verbatim tensors keep theirs).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    /// Dtype of the decoded compressed tensors: `source` restores each tensor's original dtype
+    /// as recorded in the file (verbatim tensors always keep theirs).
+    #[arg(long, default_value = "source", value_parser = ["source", "f32", "f16", "bf16"])]
     pub dtype: String,
+    /// With `--dtype f16`: write values beyond f16's range as ±65504 instead of failing.
+    #[arg(long)]
+    pub saturate_f16: bool,
 }
 
 /// `rbe inspect FILE [--json]`

@@ -202,3 +202,39 @@ fn signals_leave_no_temp_file_and_a_killed_runs_leftovers_go_with_the_next_run()
     assert!(rbe(&["encode", s(&input), "-o", s(&other)]).status.success());
     assert!(temp_files(dir.path()).is_empty(), "the next run removes stale temp files: {:?}", temp_files(dir.path()));
 }
+
+#[test]
+fn decode_restores_the_source_dtype_and_says_when_a_narrower_one_costs_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(3);
+    let small: Vec<f32> = (0..128 * 128).map(|_| rng.centred_f32() * 0.1).collect();
+    let large: Vec<f32> = small.iter().map(|v| v * 2e6).collect();
+    let input = dir.path().join("m.safetensors");
+    let mut w = rbe::format::SafetensorsWriter::create(&input).unwrap();
+    let f16_bytes: Vec<u8> = small.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+    w.add("half", "F16", &[128, 128], &f16_bytes).unwrap();
+    w.add("wide", "F32", &[128, 128], &f32_bytes(&large)).unwrap();
+    w.finish().unwrap();
+    let rbe_file = dir.path().join("m.rbe");
+    assert!(rbe(&["encode", s(&input), "-o", s(&rbe_file), "--rel-rmse", "0.002"]).status.success());
+
+    let out = dir.path().join("d.safetensors");
+    let o = rbe(&["decode", s(&rbe_file), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("half").unwrap().dtype(), safetensors::Dtype::F16, "default: the source dtype");
+    assert_eq!(st.tensor("wide").unwrap().dtype(), safetensors::Dtype::F32);
+    std::fs::remove_file(&out).unwrap();
+
+    expect(&rbe(&["decode", s(&rbe_file), "-o", s(&out), "--dtype", "f16"]), 1, "exceed f16's range", "f16 overflow");
+    assert!(!out.exists());
+    let o = rbe(&["decode", s(&rbe_file), "-o", s(&out), "--dtype", "f16", "--saturate-f16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(&out).unwrap();
+
+    let o = rbe(&["decode", s(&rbe_file), "-o", s(&out), "--dtype", "bf16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("warning: tensor `wide`: rounding to bf16 raises its relative RMSE"), "{err}");
+}

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::model::{Model, Shard, entry_stored_bytes};
 use half::{bf16, f16};
 use rbe_format::index::{RBE_INDEX_SUFFIX, SAFETENSORS_INDEX_SUFFIX};
-use rbe_format::{Entry, OutputFile, SafetensorsWriter, ShardIndex};
+use rbe_format::{Entry, OutputFile, SafetensorsWriter, ShardIndex, SourceDtype};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +58,15 @@ impl OutputDtype {
         }
     }
 
+    /// `values` rounded to this dtype and back (round to nearest even).
+    pub fn round(self, values: &[f32]) -> Vec<f32> {
+        match self {
+            OutputDtype::F32 => values.to_vec(),
+            OutputDtype::F16 => values.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+            OutputDtype::Bf16 => values.iter().map(|&v| bf16::from_f32(v).to_f32()).collect(),
+        }
+    }
+
     /// `values` as little-endian bytes of this dtype (round to nearest even).
     pub fn encode(self, values: &[f32]) -> Vec<u8> {
         let width = match self {
@@ -74,8 +83,28 @@ impl OutputDtype {
     }
 }
 
+impl From<SourceDtype> for OutputDtype {
+    fn from(d: SourceDtype) -> Self {
+        match d {
+            SourceDtype::F32 => OutputDtype::F32,
+            SourceDtype::F16 => OutputDtype::F16,
+            SourceDtype::BF16 => OutputDtype::Bf16,
+        }
+    }
+}
+
+/// How a model is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeOptions {
+    /// Dtype of every decoded tensor; `None` (the default) restores each tensor's source dtype,
+    /// as recorded in the file.
+    pub dtype: Option<OutputDtype>,
+    /// Write values beyond f16's range as ±65504 instead of failing (f16 output only).
+    pub saturate_f16: bool,
+}
+
 /// What a decode wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DecodeSummary {
     /// The safetensors file written, or the index of a sharded output.
     pub output: PathBuf,
@@ -83,6 +112,31 @@ pub struct DecodeSummary {
     pub decoded: usize,
     /// Verbatim tensors copied.
     pub copied: usize,
+    /// Tensors whose output dtype adds measurable error to what the encode achieved: the figure
+    /// per tensor, for the caller to show.
+    pub warnings: Vec<String>,
+}
+
+/// What one shard's decode wrote.
+#[derive(Default)]
+struct ShardSummary {
+    decoded: usize,
+    copied: usize,
+    warnings: Vec<String>,
+}
+
+/// Largest finite f16.
+const F16_MAX: f32 = 65504.0;
+
+/// Relative RMSE the rounding to `dtype` adds, estimated against the original: the encode's
+/// achieved figure combined (in quadrature) with the rounding error over the tensor's std.
+fn with_rounding(values: &[f32], bytes_rounded: &[f32], achieved: f64, std: f64) -> f64 {
+    if std <= 0.0 || values.is_empty() {
+        return achieved;
+    }
+    let se: f64 = values.iter().zip(bytes_rounded).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
+    let rounding = (se / values.len() as f64).sqrt() / std;
+    (achieved * achieved + rounding * rounding).sqrt()
 }
 
 /// Called before each tensor: `(tensor name, stored bytes done including this tensor, total)`.
@@ -92,10 +146,15 @@ impl Model {
     /// Decodes the model to `output`: a safetensors file for a single `.rbe`, a directory
     /// (created) for a sharded model, receiving `<shard stem>.safetensors` per shard and
     /// `<name>.safetensors.index.json`.
+    ///
+    /// Each compressed tensor is written in `options.dtype`, or its source dtype by default. An
+    /// f16 output where a value exceeds f16's range is an error naming the tensor (unless
+    /// `options.saturate_f16`); a dtype narrower than the source that raises the tensor's error
+    /// over what the encode achieved by more than 5 % is reported in [`DecodeSummary::warnings`].
     pub fn decode_to(
         &self,
         output: &Path,
-        dtype: OutputDtype,
+        options: &DecodeOptions,
         progress: DecodeProgress<'_>,
     ) -> Result<DecodeSummary, Error> {
         let total = self.stored_bytes();
@@ -105,8 +164,13 @@ impl Model {
         let check = |path: &Path| OutputFile::check(path, &inputs).map_err(|e| Error::file(path, e));
         let Some(index) = self.index() else {
             let out = check(output)?;
-            let (decoded, copied) = decode_shard(&self.shards()[0], out, dtype, &mut done, total, progress)?;
-            return Ok(DecodeSummary { output: output.to_owned(), decoded, copied });
+            let r = decode_shard(&self.shards()[0], out, options, &mut done, total, progress)?;
+            return Ok(DecodeSummary {
+                output: output.to_owned(),
+                decoded: r.decoded,
+                copied: r.copied,
+                warnings: r.warnings,
+            });
         };
         if std::fs::metadata(output).is_ok_and(|m| !m.is_dir()) {
             return Err(Error::file(
@@ -127,11 +191,12 @@ impl Model {
         let index_path = output.join(safetensors_index_name(self.path()));
         check(&index_path)?;
         let mut weight_map = BTreeMap::new();
-        let (mut decoded, mut copied) = (0, 0);
+        let (mut decoded, mut copied, mut warnings) = (0, 0, Vec::new());
         for (((shard, name), out_name), out) in self.shards().iter().zip(index.shards()).zip(&names).zip(outs) {
-            let (d, c) = decode_shard(shard, out, dtype, &mut done, total, progress)?;
-            decoded += d;
-            copied += c;
+            let r = decode_shard(shard, out, options, &mut done, total, progress)?;
+            decoded += r.decoded;
+            copied += r.copied;
+            warnings.extend(r.warnings);
             // Only tensors the shard really holds (an index entry naming the wrong shard is not
             // carried into the output).
             for tensor in index.tensors_in(name) {
@@ -142,19 +207,19 @@ impl Model {
         }
         let json = ShardIndex { metadata: BTreeMap::new(), weight_map }.to_json();
         rbe_format::write_atomic(&index_path, &json).map_err(|e| Error::file(&index_path, e))?;
-        Ok(DecodeSummary { output: index_path, decoded, copied })
+        Ok(DecodeSummary { output: index_path, decoded, copied, warnings })
     }
 }
 
-/// Decodes one shard into one safetensors file; returns (decoded, copied) counts.
+/// Decodes one shard into one safetensors file.
 fn decode_shard(
     shard: &Shard,
     out: OutputFile,
-    dtype: OutputDtype,
+    options: &DecodeOptions,
     done: &mut u64,
     total: u64,
     progress: DecodeProgress<'_>,
-) -> Result<(usize, usize), Error> {
+) -> Result<ShardSummary, Error> {
     let (input, file) = (shard.path(), shard.file());
     let output = &out.path().to_owned();
     let mut out = SafetensorsWriter::create_at(out).map_err(|e| Error::file(output, e))?;
@@ -164,35 +229,57 @@ fn decode_shard(
     for (key, value) in carried {
         out.metadata(key, value.clone());
     }
-    let (mut decoded, mut copied) = (0usize, 0usize);
+    let mut summary = ShardSummary::default();
     for (name, entry) in file.entries() {
         *done += entry_stored_bytes(entry);
         progress(name, *done, total);
         match entry {
-            Entry::Compressed { desc, .. } => {
+            Entry::Compressed { desc, stats, .. } => {
                 let shape = desc
                     .shape
                     .iter()
                     .map(|&d| usize::try_from(d))
                     .collect::<Result<Vec<usize>, _>>()
                     .map_err(|_| Error::Shape { path: input.to_owned(), tensor: name.clone() })?;
+                let dtype = options.dtype.unwrap_or_else(|| desc.dtype.into());
                 let bytes = {
                     let tensor = file.tensor(name).map_err(|e| Error::file(input, e))?;
-                    let values = tensor.decode().map_err(|e| Error::file(input, e))?;
+                    let mut values = tensor.decode().map_err(|e| Error::file(input, e))?;
+                    if dtype == OutputDtype::F16 {
+                        let over = values.iter().filter(|v| v.abs() > F16_MAX).count();
+                        if over > 0 && !options.saturate_f16 {
+                            return Err(Error::Overflow { path: input.to_owned(), tensor: name.clone(), count: over });
+                        }
+                        values.iter_mut().for_each(|v| *v = v.clamp(-F16_MAX, F16_MAX));
+                    }
+                    let narrower = OutputDtype::from(desc.dtype) != dtype && dtype != OutputDtype::F32;
+                    if narrower {
+                        let rounded = dtype.round(&values);
+                        let est = with_rounding(&values, &rounded, stats.rel_rmse, stats.std);
+                        if est > stats.rel_rmse * 1.05 {
+                            summary.warnings.push(format!(
+                                "tensor `{name}`: rounding to {} raises its relative RMSE from {:.5} (the encode) to \
+                                 about {est:.5}; decode to f32 or its source dtype ({}) to keep it",
+                                dtype.name(),
+                                stats.rel_rmse,
+                                desc.dtype
+                            ));
+                        }
+                    }
                     dtype.encode(&values)
                 };
                 out.add(name, dtype.safetensors_name(), &shape, &bytes).map_err(|e| Error::file(output, e))?;
-                decoded += 1;
+                summary.decoded += 1;
             }
             Entry::Verbatim(_) => {
                 let v = file.verbatim(name).map_err(|e| Error::file(input, e))?;
                 out.add(name, &v.dtype, &v.shape, &v.data).map_err(|e| Error::file(output, e))?;
-                copied += 1;
+                summary.copied += 1;
             }
         }
     }
     out.finish().map_err(|e| Error::file(output, e))?;
-    Ok((decoded, copied))
+    Ok(summary)
 }
 
 /// The dense index's name for an `.rbe` index `X.rbe.index.json`: `X.safetensors.index.json`.

@@ -34,6 +34,20 @@ pub enum Error {
         /// The tensor.
         tensor: String,
     },
+    /// Decoding to f16 would turn values beyond its range into infinities.
+    #[error(
+        "{}: tensor `{tensor}`: {count} values exceed f16's range (±65504); decode to f32 or bf16, or \
+         saturate them explicitly (--saturate-f16)",
+        path.display()
+    )]
+    Overflow {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// Values out of range.
+        count: usize,
+    },
     /// A compressed tensor was asked for by a name the model does not hold as compressed.
     #[error(transparent)]
     Format(#[from] FormatError),

@@ -31,7 +31,7 @@ pub mod bench;
 pub mod candle;
 
 pub use backend::{Backend, LayerError, Mode};
-pub use decode::{DecodeProgress, DecodeSummary, OutputDtype};
+pub use decode::{DecodeOptions, DecodeProgress, DecodeSummary, OutputDtype};
 pub use error::Error;
 pub use layer::Layer;
 pub use model::{Model, Shard};
