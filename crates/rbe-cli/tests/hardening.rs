@@ -42,6 +42,19 @@ fn write_model(path: &Path, tensors: usize) {
     w.finish().unwrap();
 }
 
+/// A temp dir holding `m.safetensors` ([`write_model`] with `tensors`) and, when `encode`, its
+/// `m.rbe` (default settings); returns the dir and both paths.
+fn model_dir(tensors: usize, encode: bool) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    write_model(&input, tensors);
+    let rbe_file = dir.path().join("m.rbe");
+    if encode {
+        assert!(rbe(&["encode", s(&input), "-o", s(&rbe_file)]).status.success());
+    }
+    (dir, input, rbe_file)
+}
+
 fn temp_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -59,9 +72,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn outputs_that_would_destroy_an_input_or_a_device_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("m.safetensors");
-    write_model(&input, 1);
+    let (dir, input, _) = model_dir(1, false);
     let original = std::fs::read(&input).unwrap();
     expect(&rbe(&["encode", s(&input), "-o", s(&input)]), 1, "is the input", "encode X -o X");
     let link = dir.path().join("link.rbe");
@@ -86,11 +97,7 @@ fn outputs_that_would_destroy_an_input_or_a_device_are_refused() {
 
 #[test]
 fn re_encoding_an_rbe_file_is_refused_with_the_way_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("m.safetensors");
-    write_model(&input, 1);
-    let rbe_file = dir.path().join("m.rbe");
-    assert!(rbe(&["encode", s(&input), "-o", s(&rbe_file)]).status.success());
+    let (dir, _input, rbe_file) = model_dir(1, true);
     let again = dir.path().join("again.rbe");
     expect(&rbe(&["encode", s(&rbe_file), "-o", s(&again)]), 1, "rbe decode", "encode of an .rbe");
     assert!(!again.exists());
@@ -98,9 +105,7 @@ fn re_encoding_an_rbe_file_is_refused_with_the_way_out() {
 
 #[test]
 fn impossible_sizes_and_targets_are_usage_errors_or_named_refusals() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("m.safetensors");
-    write_model(&input, 1);
+    let (dir, input, _) = model_dir(1, false);
     let out = dir.path().join("o.rbe");
     let enc = |extra: &[&str]| {
         let mut args = vec!["encode", s(&input), "-o", s(&out)];
@@ -134,11 +139,7 @@ fn one_extreme_weight_cannot_pass_as_a_met_relative_target() {
 
 #[test]
 fn a_closed_pipe_ends_the_program_quietly() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("m.safetensors");
-    write_model(&input, 12);
-    let rbe_file = dir.path().join("m.rbe");
-    assert!(rbe(&["encode", s(&input), "-o", s(&rbe_file)]).status.success());
+    let (_dir, _input, rbe_file) = model_dir(12, true);
     for args in [vec!["inspect", s(&rbe_file)], vec!["inspect", s(&rbe_file), "--json"]] {
         let mut child = Command::new(RBE).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         drop(child.stdout.take()); // the reader goes away before the first line
@@ -161,9 +162,7 @@ fn run_and_signal(args: &[&str], delay: Duration, signal: i32) -> (std::process:
 
 #[test]
 fn signals_leave_no_temp_file_and_a_killed_runs_leftovers_go_with_the_next_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("m.safetensors");
-    write_model(&input, 8);
+    let (dir, input, _) = model_dir(8, false);
     let out = dir.path().join("o.rbe");
     let args = ["encode", s(&input), "-o", s(&out), "--threads", "1"];
     let start = Instant::now();
