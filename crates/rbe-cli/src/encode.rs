@@ -1,10 +1,11 @@
 //! `rbe encode`: compress a safetensors model to an error target.
 
+use crate::verify::one_line;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use rbe::{
     EncodeReport, EncodeSettings, Entropy, Layout, ModelOptions, ParamsChoice, ParamsPrecision, Profile,
-    ResidualChoice, SourceModel, Target, TensorReport, Transform, ValueCodec, encode_model,
+    ResidualChoice, Selection, SourceModel, Target, TensorReport, Transform, ValueCodec, encode_model,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -115,6 +116,8 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
     }
     let model = SourceModel::open(&a.input)?;
     let options = ModelOptions { include: a.include.clone(), exclude: a.exclude.clone(), resume: a.resume };
+    // Bad or contradictory globs are a usage error, found before any work.
+    Selection::new(&options.include, &options.exclude).map_err(|e| crate::Usage(e.to_string()))?;
     let bar = if !a.json && std::io::stderr().is_terminal() {
         let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
         let bar = ProgressBar::new(total);
@@ -143,7 +146,28 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
     } else {
         print_table(&report);
     }
+    if report.model.totals.compressed == 0 {
+        explain_nothing_compressed(&model, &settings, &options);
+    }
     Ok(())
+}
+
+/// Why no tensor was compressed: each reason once with how many tensors it covers and an example.
+fn explain_nothing_compressed(model: &SourceModel, settings: &EncodeSettings, options: &ModelOptions) {
+    let Ok(selection) = Selection::new(&options.include, &options.exclude) else { return };
+    let mut reasons: Vec<(String, usize, String)> = Vec::new();
+    for t in model.tensors() {
+        let Some(why) = selection.reason(t, settings) else { continue };
+        let key = why.split(" (").next().unwrap_or(&why).to_owned();
+        match reasons.iter_mut().find(|(k, ..)| *k == key) {
+            Some(r) => r.1 += 1,
+            None => reasons.push((key, 1, format!("{}: {why}", one_line(&t.name)))),
+        }
+    }
+    eprintln!("note: no tensor was compressed");
+    for (_, n, example) in reasons {
+        eprintln!("  {n} tensor(s) like {example}");
+    }
 }
 
 fn print_table(r: &EncodeReport) {
@@ -152,7 +176,7 @@ fn print_table(r: &EncodeReport) {
         let shape = t.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
         println!(
             "{:<48} {:>14} {:>7.3} {:>9.5} {:>7.0} {:>6}/{:<6}",
-            t.name,
+            one_line(&t.name),
             shape,
             t.bits_per_weight.unwrap_or(0.0),
             t.rel_rmse.unwrap_or(0.0),

@@ -23,13 +23,19 @@ pub(crate) fn cli_error(e: rbe::Error) -> anyhow::Error {
     anyhow::anyhow!(one_line(&e.to_string()))
 }
 
-/// `text` with every control character escaped, so a message or a name from a file never spans
-/// several lines or moves the terminal's cursor.
+/// Whether `c` could move the cursor, recolour the terminal or reorder the text around it:
+/// control characters (ANSI escapes start with one) and the Unicode bidirectional controls.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every control or bidi character escaped, so a message or a name from a file never
+/// spans several lines, moves the terminal's cursor or reverses what follows it.
 pub(crate) fn one_line(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(is_unsafe) {
         return text.to_owned();
     }
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    text.chars().map(|c| if is_unsafe(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 #[cfg(test)]
@@ -40,5 +46,6 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(one_line("plain `name`"), "plain `name`");
         assert_eq!(one_line("a\nb\tc\u{1b}[2J"), "a\\nb\\tc\\u{1b}[2J");
+        assert_eq!(one_line("w\u{202E}thgiew"), "w\\u{202e}thgiew", "a bidi override is shown, not obeyed");
     }
 }

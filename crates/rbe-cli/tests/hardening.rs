@@ -237,3 +237,27 @@ fn decode_restores_the_source_dtype_and_says_when_a_narrower_one_costs_accuracy(
     let err = stderr(&o);
     assert!(err.contains("warning: tensor `wide`: rounding to bf16 raises its relative RMSE"), "{err}");
 }
+
+#[test]
+fn an_encode_that_compresses_nothing_says_why() {
+    let (dir, input, _) = model_dir(1, false);
+    let out = dir.path().join("o.rbe");
+    let o = rbe(&["encode", s(&input), "-o", s(&out), "--include", "nothing.*"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not matched by --include"), "{}", stderr(&o));
+    let small = dir.path().join("small.safetensors");
+    let mut w = rbe::format::SafetensorsWriter::create(&small).unwrap();
+    w.add("tiny", "F32", &[20, 24], &f32_bytes(&vec![0.5; 20 * 24])).unwrap();
+    w.finish().unwrap();
+    let o = rbe(&["encode", s(&small), "-o", s(&out)]);
+    assert!(stderr(&o).contains("try --block 16"), "{}", stderr(&o));
+    expect(&rbe(&["encode", s(&input), "-o", s(&out), "--include", "a.*", "--exclude", "a.*"]), 2, "both", "globs");
+}
+
+#[test]
+fn a_directory_as_input_is_called_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.rbe");
+    expect(&rbe(&["encode", s(dir.path()), "-o", s(&out)]), 1, "is a directory", "encode DIR");
+    expect(&rbe(&["inspect", s(dir.path())]), 1, "is a directory", "inspect DIR");
+}

@@ -23,7 +23,7 @@ pub use error::EncodeError;
 pub use model::{EncodeReport, ModelOptions, encode_model};
 pub use profile::Profile;
 pub use rbe_format::{ModelReport, TensorReport, Totals};
-pub use select::{Selection, compressible};
+pub use select::{Selection, compressible, verbatim_reason};
 pub use settings::{EncodeSettings, ParamsChoice, ResidualChoice, SettingsBuilder, SettingsError, Target};
 pub use source::{SourceModel, SourceTensor};
 pub use tensor::{EncodedOutput, encode_tensor};

@@ -100,6 +100,12 @@ fn input_err(path: &Path, reason: impl Into<String>) -> EncodeError {
 }
 
 fn open_shard(path: &Path) -> Result<Shard, EncodeError> {
+    if path.is_dir() {
+        return Err(input_err(
+            path,
+            "is a directory, not a safetensors file (for a sharded model, give its *.safetensors.index.json)",
+        ));
+    }
     let file = File::open(path).map_err(|e| input_err(path, e.to_string()))?;
     // SAFETY: read-only map; every read is a bounds-checked slice of it.
     let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| input_err(path, e.to_string()))?);

@@ -68,6 +68,12 @@ impl RbeFile {
     /// Memory-maps and validates the container structure (not the block contents: see
     /// [`RbeFile::tensor`] and [`RbeFile::verify`]).
     pub fn open(path: &Path) -> Result<Self, FormatError> {
+        if path.is_dir() {
+            return Err(FormatError::Container(format!(
+                "{} is a directory, not an .rbe file (for a sharded model, give its *.rbe.index.json)",
+                path.display()
+            )));
+        }
         let file = File::open(path).map_err(|e| io_err(path, e))?;
         // SAFETY: the map is read-only; a file changed underneath while mapped can give wrong
         // bytes but not memory unsafety in our reads, which are all bounds-checked slices.
