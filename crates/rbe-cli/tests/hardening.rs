@@ -261,3 +261,12 @@ fn a_directory_as_input_is_called_a_directory() {
     expect(&rbe(&["encode", s(dir.path()), "-o", s(&out)]), 1, "is a directory", "encode DIR");
     expect(&rbe(&["inspect", s(dir.path())]), 1, "is a directory", "inspect DIR");
 }
+
+#[test]
+fn an_output_in_a_missing_directory_is_named_once_without_temp_names() {
+    let (dir, input, _) = model_dir(1, false);
+    let out = dir.path().join("missing").join("o.rbe");
+    let o = rbe(&["encode", s(&input), "-o", s(&out)]);
+    expect(&o, 1, "does not exist", "missing output directory");
+    assert!(!stderr(&o).contains("rbe-tmp"), "no temp file name: {}", stderr(&o));
+}

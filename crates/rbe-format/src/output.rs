@@ -112,9 +112,22 @@ impl OutputFile {
             .prefix(&format!(".{name}{TEMP_MARKER}{}.", std::process::id()))
             .suffix("")
             .tempfile_in(self.dir())
-            .map_err(|e| io_err(&self.target, e))?;
+            .map_err(|e| self.temp_error(e))?;
         live().push(file.path().to_owned());
         Ok(TempFile { file: Some(file), target: self.target.clone() })
+    }
+
+    /// Why no temp file could be made, said about the output and its directory (the temp file's
+    /// random name means nothing to a user).
+    fn temp_error(&self, e: std::io::Error) -> FormatError {
+        let dir = self.dir().display();
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound => format!("directory {dir} does not exist"),
+            std::io::ErrorKind::PermissionDenied => format!("cannot create files in {dir}: permission denied"),
+            std::io::ErrorKind::StorageFull => format!("no space left in {dir}"),
+            _ => return io_err(&self.target, std::io::Error::from(e.kind())),
+        };
+        FormatError::Output { path: self.target.display().to_string(), reason }
     }
 
     /// Writes `bytes` atomically: temp file, fsync, rename, fsync of the directory.
