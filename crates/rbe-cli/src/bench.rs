@@ -41,9 +41,10 @@ pub struct BenchArgs {
     /// Write an SVG chart.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Target seconds per measured method (more = steadier medians).
-    #[arg(long, default_value_t = 0.6)]
-    pub seconds: f64,
+    /// Target seconds per measured method (more = steadier medians); default 0.6, less for
+    /// small matrices, whose medians settle sooner.
+    #[arg(long)]
+    pub seconds: Option<f64>,
     /// Skip the 384x384 cache study.
     #[arg(long)]
     pub no_cache_study: bool,
@@ -60,6 +61,11 @@ pub struct BenchArgs {
 pub fn run(a: &BenchArgs) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads.max(1)).build()?;
     pool.install(|| bench(a))
+}
+
+/// The time budget per method: `--seconds`, or [`rbe::bench::default_seconds`] for this matrix.
+fn seconds(a: &BenchArgs, tensor: &EncodedTensor) -> f64 {
+    a.seconds.unwrap_or_else(|| rbe::bench::default_seconds(tensor.rows() * tensor.cols() * a.batch.max(1)))
 }
 
 fn bench(a: &BenchArgs) -> Result<()> {
@@ -96,7 +102,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
         };
         let options = CpuBench {
             batch: a.batch.max(1),
-            seconds: a.seconds,
+            seconds: seconds(a, &tensor),
             modes,
             candle: !a.no_candle,
             cache_study: (!a.no_cache_study).then_some(a.rel_rmse),
@@ -117,7 +123,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
 
 /// `--backend gpu`: the same report, methods prefixed `gpu_` (see `rbe::bench::gpu`).
 fn gpu_report(a: &BenchArgs, tensor: &EncodedTensor) -> Result<Report> {
-    let iters = ((a.seconds * 50.0) as usize).clamp(5, 200);
+    let iters = ((seconds(a, tensor) * 50.0) as usize).clamp(5, 200);
     rbe::bench::gpu::run(tensor, a.batch.max(1), iters).map_err(cli_error)
 }
 

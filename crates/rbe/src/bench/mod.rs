@@ -19,9 +19,13 @@ use std::time::Instant;
 /// Bytes of weight copies a cold measurement cycles through: more than any last-level cache.
 pub const COLD_BYTES: usize = 1 << 30;
 
-/// How many copies of `bytes` of weights fill [`COLD_BYTES`] (at least 2).
+/// Most calls [`median_us`] makes (warm-up included): more copies than this are never touched.
+pub const MAX_CALLS: usize = 2004;
+
+/// How many copies of `bytes` of weights fill [`COLD_BYTES`] (at least 2, at most one per call
+/// [`median_us`] can make, so a tiny matrix does not build millions of copies).
 pub fn cold_copies(bytes: usize) -> usize {
-    COLD_BYTES.div_ceil(bytes.max(1)).max(2)
+    COLD_BYTES.div_ceil(bytes.max(1)).clamp(2, MAX_CALLS)
 }
 
 /// Median microseconds of `f(i)` over enough runs to fill about `seconds` (7 to 2000 runs, after
@@ -57,4 +61,11 @@ pub fn median_reps_us(reps: usize, mut f: impl FnMut()) -> f64 {
         .collect();
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
+}
+
+/// Seconds per measured method for a product over `elements` weights x batch: 0.6 s from 2^18
+/// elements up, proportionally less below (at least 0.03 s), since a small product's median settles
+/// in far fewer calls and a 7x13 matrix should not take a minute.
+pub fn default_seconds(elements: usize) -> f64 {
+    0.6 * (elements as f64 / f64::from(1u32 << 18)).clamp(0.05, 1.0)
 }
