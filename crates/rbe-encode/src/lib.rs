@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod blocks;
+pub mod calibration;
 pub mod error;
 pub mod fit;
 pub mod model;
@@ -19,6 +20,7 @@ pub mod source;
 pub mod spread;
 pub mod tensor;
 
+pub use calibration::{Calibration, CalibrationError, TensorCalibration};
 pub use error::EncodeError;
 pub use model::{EncodeReport, ModelOptions, encode_model};
 pub use profile::Profile;
