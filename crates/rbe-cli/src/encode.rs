@@ -4,7 +4,7 @@ use crate::verify::one_line;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use rbe::{
-    EncodeReport, EncodeSettings, Entropy, Layout, ModelOptions, ParamsChoice, ParamsPrecision, Profile,
+    Calibration, EncodeReport, EncodeSettings, Entropy, Layout, ModelOptions, ParamsChoice, ParamsPrecision, Profile,
     ResidualChoice, Selection, SourceModel, Target, TensorReport, Transform, ValueCodec, encode_model,
 };
 use std::io::IsTerminal;
@@ -19,14 +19,23 @@ pub struct EncodeArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// Named profile: ultra (rel 0.005), high (0.02), balanced (0.05), fast (0.10).
-    #[arg(long, conflicts_with_all = ["rel_rmse", "rmse", "k"])]
+    #[arg(long, conflicts_with_all = ["rel_rmse", "rmse", "k", "target_bpw"])]
     pub profile: Option<String>,
-    /// Target RMSE relative to each tensor's standard deviation (below 1).
-    #[arg(long, conflicts_with_all = ["rmse", "k"], allow_negative_numbers = true)]
+    /// Target RMSE relative to each tensor's standard deviation (below 1); with --calibration,
+    /// each Linear's relative output error on the calibration inputs.
+    #[arg(long, conflicts_with_all = ["rmse", "k", "target_bpw"], allow_negative_numbers = true)]
     pub rel_rmse: Option<f64>,
     /// Target absolute RMSE.
-    #[arg(long, conflicts_with = "k", allow_negative_numbers = true)]
+    #[arg(long, conflicts_with_all = ["k", "target_bpw", "calibration"], allow_negative_numbers = true)]
     pub rmse: Option<f64>,
+    /// Bits per weight for the whole selection (bytes on disk, as `rbe inspect` counts them);
+    /// steps are allocated across tensors (by sensitivity with --calibration).
+    #[arg(long, conflicts_with = "k", allow_negative_numbers = true)]
+    pub target_bpw: Option<f64>,
+    /// Calibration file from `rbe calibrate`: GPTQ against each Linear's inputs, output-error
+    /// targets, sensitivity-weighted --target-bpw.
+    #[arg(long, conflicts_with = "k")]
+    pub calibration: Option<PathBuf>,
     /// Keep exactly K coefficients per block (top-K by magnitude, the design notes' mode).
     #[arg(long)]
     pub k: Option<usize>,
@@ -82,6 +91,8 @@ fn resolve(a: &EncodeArgs) -> anyhow::Result<EncodeSettings> {
         b = b.target(Target::RelRmse(r));
     } else if let Some(r) = a.rmse {
         b = b.target(Target::Rmse(r));
+    } else if let Some(bpw) = a.target_bpw {
+        b = b.target(Target::BitsPerWeight(bpw));
     } else if let Some(k) = a.k {
         b = b.target(Target::TopK(k));
     }
@@ -115,7 +126,16 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("cannot start the thread pool")?;
     }
     let model = SourceModel::open(&a.input)?;
-    let options = ModelOptions { include: a.include.clone(), exclude: a.exclude.clone(), resume: a.resume };
+    let calibration = match &a.calibration {
+        Some(path) => Some(std::sync::Arc::new(Calibration::open(path)?)),
+        None => None,
+    };
+    let options = ModelOptions {
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+        resume: a.resume,
+        calibration: calibration.clone(),
+    };
     // Bad or contradictory globs are a usage error, found before any work.
     Selection::new(&options.include, &options.exclude).map_err(|e| crate::Usage(e.to_string()))?;
     let bar = if !a.json && std::io::stderr().is_terminal() {
@@ -149,6 +169,22 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
     if report.model.totals.compressed == 0 {
         explain_nothing_compressed(&model, &settings, &options);
     }
+    if calibration.is_some() {
+        let uncovered: Vec<&str> = report
+            .model
+            .tensors
+            .iter()
+            .filter(|t| t.compressed && t.output_rel_rmse.is_none())
+            .map(|t| t.name.as_str())
+            .collect();
+        if let Some(first) = uncovered.first() {
+            eprintln!(
+                "note: {} compressed tensor(s) are not in the calibration (e.g. {}): quantised for weight error instead",
+                uncovered.len(),
+                one_line(first)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -171,11 +207,21 @@ fn explain_nothing_compressed(model: &SourceModel, settings: &EncodeSettings, op
 }
 
 fn print_table(r: &EncodeReport) {
-    println!("{:<48} {:>14} {:>7} {:>9} {:>7} {:>13}", "tensor", "shape", "bpw", "rel-rmse", "mean K", "sparse/dense");
+    let calibrated = r.model.tensors.iter().any(|t| t.output_rel_rmse.is_some());
+    let out_head = if calibrated { format!(" {:>8}", "out-rel") } else { String::new() };
+    println!(
+        "{:<48} {:>14} {:>7} {:>9}{out_head} {:>7} {:>13}",
+        "tensor", "shape", "bpw", "rel-rmse", "mean K", "sparse/dense"
+    );
     for t in r.model.tensors.iter().filter(|t| t.compressed) {
         let shape = t.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+        let out = match (calibrated, t.output_rel_rmse) {
+            (false, _) => String::new(),
+            (true, Some(x)) => format!(" {x:>8.5}"),
+            (true, None) => format!(" {:>8}", "-"),
+        };
         println!(
-            "{:<48} {:>14} {:>7.3} {:>9.5} {:>7.0} {:>6}/{:<6}",
+            "{:<48} {:>14} {:>7.3} {:>9.5}{out} {:>7.0} {:>6}/{:<6}",
             one_line(&t.name),
             shape,
             t.bits_per_weight.unwrap_or(0.0),

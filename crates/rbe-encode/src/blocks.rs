@@ -61,19 +61,33 @@ pub(crate) fn quant_error(prepared: &[Prepared], step: f64) -> f64 {
 /// the smallest representable step misses it.
 pub(crate) fn find_step(prepared: &[Prepared], budget: f64, min_step: f64) -> Option<f64> {
     let n: usize = prepared.iter().map(|p| p.coefs.len()).sum();
+    // High-rate guess: error per coefficient = step^2 / 12.
+    let guess = (12.0 * budget / n as f64).sqrt();
+    search_step(&|step| quant_error(prepared, step), budget, min_step, guess, 0.995)
+}
+
+/// The largest step whose `error(step)` stays within `budget`, starting from `guess`; accepted
+/// once the error is at least `accept x budget`. `None` when even `min_step` misses the budget.
+/// `error` must grow with the step (up to noise).
+pub(crate) fn search_step(
+    error: &dyn Fn(f64) -> f64,
+    budget: f64,
+    min_step: f64,
+    guess: f64,
+    accept: f64,
+) -> Option<f64> {
     let min_step = min_step.max(f64::MIN_POSITIVE);
-    if quant_error(prepared, min_step) > budget {
+    if error(min_step) > budget {
         return None;
     }
-    // High-rate guess: error per coefficient = step^2 / 12.
-    let guess = (12.0 * budget / n as f64).sqrt().max(min_step);
+    let aim = (1.0 + accept) / 2.0;
     let (mut lo, mut hi) = (min_step, f64::INFINITY);
-    let mut step = guess;
+    let mut step = guess.max(min_step);
     for _ in 0..40 {
-        let e = quant_error(prepared, step);
+        let e = error(step);
         if e <= budget {
             lo = step;
-            if e >= budget * 0.995 {
+            if e >= budget * accept {
                 break;
             }
         } else {
@@ -81,11 +95,11 @@ pub(crate) fn find_step(prepared: &[Prepared], budget: f64, min_step: f64) -> Op
         }
         let next = if hi.is_finite() {
             // Secant-like step in log space, kept inside the bracket.
-            // Aim inside the accepted band [0.995, 1] x budget, not at its edge.
-            let scaled = step * (0.9975 * budget / e.max(f64::MIN_POSITIVE)).sqrt();
+            // Aim inside the accepted band [accept, 1] x budget, not at its edge.
+            let scaled = step * (aim * budget / e.max(f64::MIN_POSITIVE)).sqrt();
             if scaled > lo && scaled < hi { scaled } else { (lo * hi).sqrt() }
         } else {
-            step * (0.9975 * budget / e.max(f64::MIN_POSITIVE)).sqrt().clamp(1.0001, 4.0)
+            step * (aim * budget / e.max(f64::MIN_POSITIVE)).sqrt().clamp(1.0001, 4.0)
         };
         if hi.is_finite() && hi / lo < 1.0 + 1e-4 {
             break;
@@ -93,6 +107,12 @@ pub(crate) fn find_step(prepared: &[Prepared], budget: f64, min_step: f64) -> Op
         step = next;
     }
     Some(lo)
+}
+
+/// Every block's coefficients rounded to multiples of `step`.
+pub(crate) fn quantise_blocks(prepared: &[Prepared], step: f32) -> Vec<Vec<i16>> {
+    let inv = 1.0 / step;
+    prepared.par_iter().map(|p| p.coefs.iter().map(|&c| quantise(c, inv) as i16).collect()).collect()
 }
 
 /// Fixed top-K block: the K largest coefficients (ties by position), values through the codec.
@@ -116,21 +136,20 @@ pub(crate) fn top_k_block(p: &Prepared, k: usize, cfg: &BlockConfig) -> EncodedB
     EncodedBlock { params: RbeParams(p.params), residual: Residual::Sparse(SparseResidual { scale, coefficients }) }
 }
 
-/// Picks, per block, the cheaper of the dense and sparse residual at quantisation `step`.
+/// Picks, per block, the cheaper of the dense and sparse residual at quantisation `step` for the
+/// integers `quantised` (one vector per block, from [`quantise_blocks`] or GPTQ).
 ///
 /// Storage cost decides (estimated entropy-coded bits, or exact raw bytes with entropy off), with
 /// one guard for the runtime: a sparse block may not take more than 1.5x the dense block's runtime
 /// bytes, since loading expands entropy-coded blocks to their fixed-width layout.
 pub(crate) fn choose_blocks(
     prepared: &[Prepared],
+    quantised: Vec<Vec<i16>>,
     step: f32,
     cfg: &BlockConfig,
     entropy: Entropy,
     allowed: ResidualChoice,
 ) -> Vec<EncodedBlock> {
-    let inv = 1.0 / step;
-    let quantised: Vec<Vec<i16>> =
-        prepared.par_iter().map(|p| p.coefs.iter().map(|&c| quantise(c, inv) as i16).collect()).collect();
     let rate = RateModel::from_blocks(&quantised);
     let entry = cfg.layout.entry_bytes();
     let scale_bytes = cfg.values.scale_bytes(cfg.layout);
@@ -269,4 +288,31 @@ pub(crate) fn decode_error(tensor: &EncodedTensor, data: &[f32]) -> Result<f64, 
         )
         .collect::<Result<_, _>>()?;
     Ok(per_block.iter().sum())
+}
+
+/// The reference decode of `tensor` as a row-major f32 matrix (what a reader gets back), one
+/// block row per task.
+pub(crate) fn decoded_matrix(tensor: &EncodedTensor) -> Result<Vec<f32>, EncodeError> {
+    let cfg = tensor.config();
+    let grid = tensor.block_grid();
+    let b = cfg.block;
+    let cols = grid.cols();
+    let mut out = vec![0f32; grid.rows() * cols];
+    out.par_chunks_mut(b * cols).enumerate().try_for_each_init(
+        || BlockDecoder::new(*cfg),
+        |dec, (br, rows)| -> Result<(), EncodeError> {
+            for bc in 0..grid.block_cols() {
+                let i = grid.index(br, bc);
+                let vals = dec.decode_view(&tensor.view(i)?);
+                let e = grid.block_extent(i);
+                for r in 0..e.height {
+                    for c in 0..e.width {
+                        rows[r * cols + e.col0 + c] = vals[r * b + c] as f32;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }

@@ -28,6 +28,14 @@ pub enum EncodeError {
         /// Why.
         reason: String,
     },
+    /// A tensor's calibration record cannot be used with it.
+    #[error("tensor `{tensor}`: calibration: {reason}")]
+    Calibration {
+        /// Tensor name.
+        tensor: String,
+        /// Why.
+        reason: String,
+    },
     /// Settings that do not make sense together.
     #[error("invalid settings: {0}")]
     Settings(String),

@@ -7,10 +7,12 @@
 //! public model; it never writes bytes the format crate has not validated.
 #![deny(missing_docs)]
 
+mod allocate;
 mod blocks;
 pub mod calibration;
 pub mod error;
 pub mod fit;
+mod gptq;
 pub mod model;
 pub mod profile;
 pub mod rate;
@@ -28,4 +30,4 @@ pub use rbe_format::{ModelReport, TensorReport, Totals};
 pub use select::{Selection, compressible, verbatim_reason};
 pub use settings::{EncodeSettings, ParamsChoice, ResidualChoice, SettingsBuilder, SettingsError, Target};
 pub use source::{SourceModel, SourceTensor};
-pub use tensor::{EncodedOutput, encode_tensor};
+pub use tensor::{EncodedOutput, TensorOptions, encode_tensor, encode_tensor_with};

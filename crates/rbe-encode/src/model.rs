@@ -2,17 +2,21 @@
 //! parallel), copy the rest verbatim, and write the `.rbe` container(s) atomically; sharded inputs
 //! give sharded outputs with their own index.
 
+use crate::allocate::{TensorCurve, allocate, measure_curve};
+use crate::calibration::Calibration;
 use crate::error::EncodeError;
 use crate::select::Selection;
-use crate::settings::EncodeSettings;
+use crate::settings::{EncodeSettings, Target};
 use crate::source::{Shard, SourceModel, SourceTensor};
-use crate::tensor::encode_tensor;
+use crate::tensor::{Prepped, TensorOptions, encode_tensor_with};
 use rbe_format::{
     Entry, ModelReport, OutputFile, RbeFile, RbeWriter, ShardIndex, TensorReport, stream_checksum, write_atomic,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Which tensors to compress.
@@ -25,6 +29,25 @@ pub struct ModelOptions {
     /// Sharded models: keep output shards that are already complete (every tensor present,
     /// every checksum verified, same settings) and encode only the others.
     pub resume: bool,
+    /// Calibration: covered tensors are quantised with GPTQ against their inputs' `H`, a relative
+    /// target is a relative *output* error, and `--target-bpw` weighs tensors by sensitivity.
+    pub calibration: Option<Arc<Calibration>>,
+}
+
+/// Metadata key recording the calibration an encode used (format.md 6): a JSON object with the
+/// calibration file's `xxh3`, each covered tensor's relative output error, and the selected
+/// tensors it did not cover.
+pub const CALIBRATION_KEY: &str = "rbe.calibration";
+
+/// What the `rbe.calibration` metadata records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct CalibrationRecord {
+    /// Checksum of the calibration file used.
+    pub xxh3: String,
+    /// Relative output error on the calibration inputs, per covered tensor, measured on the decode.
+    pub output_rel_rmse: BTreeMap<String, f64>,
+    /// Compressed tensors the calibration does not cover (encoded the plain way).
+    pub uncovered: Vec<String>,
 }
 
 /// Metadata key recording the settings a file was encoded with (compared by `--resume`).
@@ -33,7 +56,7 @@ pub const SETTINGS_KEY: &str = "rbe.encoder";
 fn settings_record(settings: &EncodeSettings, options: &ModelOptions) -> String {
     // Debug formatting of plain enums and numbers: stable for a given version of the encoder.
     format!(
-        "v{} target={:?} block={} transform={} layout={} values={} params={:?} entropy={} residual={:?} include={:?} exclude={:?}",
+        "v{} target={:?} block={} transform={} layout={} values={} params={:?} entropy={} residual={:?} include={:?} exclude={:?}{}",
         env!("CARGO_PKG_VERSION"),
         settings.target,
         settings.block,
@@ -44,7 +67,8 @@ fn settings_record(settings: &EncodeSettings, options: &ModelOptions) -> String 
         settings.entropy,
         settings.residual,
         options.include,
-        options.exclude
+        options.exclude,
+        options.calibration.as_ref().map(|c| format!(" calibration={}", c.checksum)).unwrap_or_default()
     )
 }
 
@@ -130,21 +154,138 @@ pub fn encode_model(
     let index_path = sharded.then(|| output.join(rbe_index_name(model.index.as_deref())));
     let mut outputs = Vec::with_capacity(model.shards.len());
     for shard in &model.shards {
-        outputs.push(OutputFile::check(&shard_output(shard, output, sharded), &inputs)?);
+        let path = shard_output(shard, output, sharded);
+        OutputFile::check(&path, &inputs)?;
+        outputs.push(path);
     }
     if let Some(path) = &index_path {
         OutputFile::check(path, &inputs)?;
     }
+    let record = settings_record(settings, options);
+    let calibration = options.calibration.as_deref();
+    if calibration.is_some() && matches!(settings.target, Target::Rmse(_) | Target::TopK(_)) {
+        return Err(EncodeError::Settings(
+            "with a calibration the target is a relative output error (--rel-rmse) or --target-bpw".into(),
+        ));
+    }
+    let Target::BitsPerWeight(bpw) = settings.target else {
+        let pass = encode_pass(model, output, settings, options, &outputs, &record, None, progress)?;
+        return Ok(finish(output, index_path, pass, started));
+    };
+    // Bits per weight: measure every selected tensor's curve, allocate, encode; should the file
+    // land over the target (headers are estimated), take the excess off the budget and go again.
+    let curves = measure_curves(model, settings, &selection, calibration, bpw)?;
+    let weights: u64 = curves.iter().map(|c| c.weights as u64).sum();
+    if weights == 0 {
+        let pass = encode_pass(model, output, settings, options, &outputs, &record, None, progress)?;
+        return Ok(finish(output, index_path, pass, started));
+    }
+    let target_bits = bpw * weights as f64;
+    // File bytes outside the tensors' own entries: framing, settings record, verbatim entries.
+    let overhead_bits = 8.0 * (1024 + record.len() as u64 * model.shards.len() as u64) as f64
+        + 8.0 * 64.0 * curves.len() as f64 * f64::from(u8::from(calibration.is_some()));
+    let mut last = None;
+    let mut scale = 1.0;
+    for _ in 0..4 {
+        let budget = (target_bits - overhead_bits) * scale;
+        let steps = allocate(&curves, budget).ok_or_else(|| EncodeError::ImpossibleTarget {
+            tensor: "(all selected)".into(),
+            reason: format!("{bpw} bits per weight is below what the coarsest steps store; ask for more bits"),
+        })?;
+        let steps: HashMap<String, f64> = curves.iter().map(|c| c.name.clone()).zip(steps).collect();
+        let pass = encode_pass(model, output, settings, options, &outputs, &record, Some(&steps), progress)?;
+        let report = finish(output, index_path.clone(), pass, started);
+        let achieved = report.model.totals.bits_per_weight.unwrap_or(f64::INFINITY);
+        if achieved <= bpw {
+            return Ok(report);
+        }
+        // Over budget: the headers or the curves' interpolation were off. Shrink the budget by the
+        // miss and a little more, so the next pass lands under.
+        if std::env::var_os("RBE_DEBUG_ALLOCATION").is_some() {
+            eprintln!("allocation: pass landed at {achieved:.5} bits per weight for {bpw}; shrinking the budget");
+        }
+        scale *= (bpw / achieved) * 0.999;
+        last = Some(achieved);
+    }
+    Err(EncodeError::ImpossibleTarget {
+        tensor: "(all selected)".into(),
+        reason: format!("the encode landed at {:.4} bits per weight over the asked {bpw}", last.unwrap_or(f64::NAN)),
+    })
+}
+
+/// The rate-distortion curve of every tensor the selection compresses, one tensor in memory at a
+/// time.
+fn measure_curves(
+    model: &SourceModel,
+    settings: &EncodeSettings,
+    selection: &Selection,
+    calibration: Option<&Calibration>,
+    bpw: f64,
+) -> Result<Vec<TensorCurve>, EncodeError> {
+    let mut curves = Vec::new();
+    for t in model.tensors() {
+        if !selection.compresses(t, settings) {
+            continue;
+        }
+        let data = t.to_f32()?;
+        t.release_pages();
+        let dtype =
+            t.source_dtype().ok_or_else(|| EncodeError::Dtype { tensor: t.name.clone(), dtype: t.dtype.clone() })?;
+        let cal = calibration.and_then(|c| c.get(&t.name));
+        // A preset step skips the target's own checks; a typical 4-bit step steers the
+        // parameter-storage choice as the final encode will.
+        let std = crate::tensor::mean_std(&data).1;
+        let opts = TensorOptions { calibration: cal, step: Some((0.25 * std).max(f64::MIN_POSITIVE)) };
+        let prep = Prepped::new(&t.name, &data, &t.shape, dtype, settings, opts)?;
+        curves.push(measure_curve(&prep, &t.name, prep.std(), cal.and_then(|c| c.sensitivity), bpw)?);
+    }
+    Ok(curves)
+}
+
+/// What one pass over the model wrote.
+struct Pass {
+    reports: Vec<TensorReport>,
+    file_bytes: u64,
+}
+
+fn finish(output: &Path, index_path: Option<PathBuf>, pass: Pass, started: Instant) -> EncodeReport {
+    let mut written = output.to_owned();
+    if let Some(path) = index_path {
+        written = path;
+    }
+    EncodeReport {
+        seconds: started.elapsed().as_secs_f64(),
+        model: ModelReport::new(written.display().to_string(), pass.file_bytes, pass.reports),
+        output: written,
+    }
+}
+
+/// Encodes every shard (`steps`: a preset quantisation step per compressed tensor) and writes the
+/// shard index of a sharded model.
+#[allow(clippy::too_many_arguments)]
+fn encode_pass(
+    model: &SourceModel,
+    output: &Path,
+    settings: &EncodeSettings,
+    options: &ModelOptions,
+    outputs: &[PathBuf],
+    record: &str,
+    steps: Option<&HashMap<String, f64>>,
+    progress: Progress<'_>,
+) -> Result<Pass, EncodeError> {
+    let selection = Selection::new(&options.include, &options.exclude)?;
+    let sharded = model.index.is_some();
+    let inputs = model.input_paths();
+    let calibration = options.calibration.as_deref();
     let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
     let mut done = 0u64;
     let mut reports = Vec::new();
     let mut weight_map = BTreeMap::new();
     let mut file_bytes = 0u64;
-    let record = settings_record(settings, options);
-    for (shard, out) in model.shards.iter().zip(outputs) {
-        let out_path = out.path().to_owned();
+    for (shard, out_path) in model.shards.iter().zip(outputs) {
+        let out = OutputFile::check(out_path, &inputs)?;
         let out_name = out_path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
-        let finished = if options.resume && sharded { finished_shard(&out_path, shard, &record) } else { None };
+        let finished = if options.resume && sharded { finished_shard(out_path, shard, record) } else { None };
         if let Some(done_reports) = finished {
             for r in done_reports {
                 done += shard_weights(shard, &r.name);
@@ -154,16 +295,17 @@ pub fn encode_model(
                 }
                 reports.push(r);
             }
-            file_bytes += file_len(&out_path)?;
+            file_bytes += file_len(out_path)?;
             continue;
         }
         let mut writer = RbeWriter::create_at(out)?;
-        writer.metadata(SETTINGS_KEY, record.clone());
+        writer.metadata(SETTINGS_KEY, record.to_owned());
         for (k, v) in &shard.metadata {
             if !k.starts_with("rbe.") {
                 writer.metadata(k, v.clone());
             }
         }
+        let mut cal_record = calibration.map(|c| CalibrationRecord { xxh3: c.checksum.clone(), ..Default::default() });
         for t in &shard.tensors {
             let report = if selection.compresses(t, settings) {
                 let data = t.to_f32()?;
@@ -171,11 +313,22 @@ pub fn encode_model(
                 let dtype = t
                     .source_dtype()
                     .ok_or_else(|| EncodeError::Dtype { tensor: t.name.clone(), dtype: t.dtype.clone() })?;
-                let out = encode_tensor(&t.name, &data, &t.shape, dtype, settings)?;
+                let cal = calibration.and_then(|c| c.get(&t.name));
+                let opts = TensorOptions { calibration: cal, step: steps.and_then(|s| s.get(&t.name).copied()) };
+                let out = encode_tensor_with(&t.name, &data, &t.shape, dtype, settings, opts)?;
                 drop(data);
                 writer.add_tensor(&out.tensor, &out.stream)?;
+                if let Some(r) = cal_record.as_mut() {
+                    match out.output_rel_rmse {
+                        Some(x) => {
+                            r.output_rel_rmse.insert(t.name.clone(), x);
+                        }
+                        None => r.uncovered.push(t.name.clone()),
+                    }
+                }
                 TensorReport {
                     raw_stream_bytes: Some(4 + out.tensor.runtime_bytes() as u64),
+                    output_rel_rmse: out.output_rel_rmse,
                     ..TensorReport::of_tensor(&out.tensor)
                 }
             } else {
@@ -191,20 +344,18 @@ pub fn encode_model(
             }
             reports.push(report);
         }
+        if let Some(r) = cal_record {
+            writer.metadata(CALIBRATION_KEY, serde_json::to_string(&r).expect("a calibration record serialises"));
+        }
         writer.finish()?;
-        file_bytes += file_len(&out_path)?;
+        file_bytes += file_len(out_path)?;
     }
-    let mut written = output.to_owned();
-    if let Some(path) = index_path {
+    if sharded {
+        let index = output.join(rbe_index_name(model.index.as_deref()));
         let total_size: u64 = reports.iter().map(|r| r.stream_bytes).sum();
-        written = path;
-        write_atomic(&written, &ShardIndex::rbe(weight_map, total_size).to_json())?;
+        write_atomic(&index, &ShardIndex::rbe(weight_map, total_size).to_json())?;
     }
-    Ok(EncodeReport {
-        seconds: started.elapsed().as_secs_f64(),
-        model: ModelReport::new(written.display().to_string(), file_bytes, reports),
-        output: written,
-    })
+    Ok(Pass { reports, file_bytes })
 }
 
 fn file_len(path: &Path) -> Result<u64, EncodeError> {

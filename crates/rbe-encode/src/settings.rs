@@ -15,6 +15,10 @@ pub enum Target {
     Rmse(f64),
     /// Fixed top-K coefficients per block (the design notes' mode); error is whatever results.
     TopK(usize),
+    /// Bits per weight over every compressed tensor, counted from the bytes on disk as
+    /// `rbe inspect` counts them; the encoder allocates one quantisation step per tensor (by
+    /// measured sensitivity when calibrated, else equal relative error) to come in at or below it.
+    BitsPerWeight(f64),
 }
 
 /// Parameter storage: fixed, or chosen per tensor by the expected saving.
@@ -110,6 +114,9 @@ pub enum SettingsError {
          (that error is 1.0); choose a target below 1 (the profiles use 0.005 to 0.10)"
     )]
     TargetZeroes(f64),
+    /// A bits-per-weight target that is not a number in `(0, 32]`.
+    #[error("--target-bpw {0} is not a number of bits per weight in (0, 32]")]
+    BadBitsPerWeight(f64),
     /// Top-K with more coefficients than a block holds, or none.
     #[error("--k {k} is outside 1..={max}: a {block}x{block} block holds {max} coefficients")]
     BadK {
@@ -162,6 +169,11 @@ impl EncodeSettings {
             && x >= 1.0
         {
             return Err(SettingsError::TargetZeroes(x));
+        }
+        if let Target::BitsPerWeight(b) = self.target
+            && !(b.is_finite() && b > 0.0 && b <= 32.0)
+        {
+            return Err(SettingsError::BadBitsPerWeight(b));
         }
         if let Target::TopK(k) = self.target
             && (k == 0 || k > self.block * self.block)

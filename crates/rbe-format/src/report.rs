@@ -77,6 +77,10 @@ pub struct TensorReport {
     pub rmse: Option<f64>,
     /// Achieved RMSE / std.
     pub rel_rmse: Option<f64>,
+    /// Calibrated encodes: relative output error on the calibration inputs,
+    /// `sqrt(tr(E H E^T) / tr(W H W^T))`, measured on the decode (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_rel_rmse: Option<f64>,
     /// Standard deviation of the original tensor.
     pub std: Option<f64>,
     /// Mean coefficients per block.
@@ -121,6 +125,7 @@ impl TensorReport {
             bits_per_weight: bits_per_weight(desc.stream_bytes + header_bytes, weights),
             rmse: Some(stats.rmse),
             rel_rmse: Some(stats.rel_rmse),
+            output_rel_rmse: None,
             std: Some(stats.std),
             k_mean: Some(stats.k_mean),
             blocks_sparse: Some(stats.sparse),
@@ -158,6 +163,7 @@ impl TensorReport {
             shape,
             rmse: None,
             rel_rmse: None,
+            output_rel_rmse: None,
             std: None,
             k_mean: None,
             blocks_sparse: None,

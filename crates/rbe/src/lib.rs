@@ -54,9 +54,9 @@ pub use rbe_cpu::{CpuError, DecodeMode, Isa, LayerStats, Precision, RbeLinear};
 pub use rbe_encode as encode;
 #[cfg(feature = "encode")]
 pub use rbe_encode::{
-    EncodeError, EncodeReport, EncodeSettings, ModelOptions, ParamsChoice, Profile, ResidualChoice, Selection,
-    SettingsBuilder, SettingsError, SourceModel, SourceTensor, Target, compressible, encode_model, encode_tensor,
-    verbatim_reason,
+    Calibration, CalibrationError, EncodeError, EncodeReport, EncodeSettings, ModelOptions, ParamsChoice, Profile,
+    ResidualChoice, Selection, SettingsBuilder, SettingsError, SourceModel, SourceTensor, Target, compressible,
+    encode_model, encode_tensor, verbatim_reason,
 };
 
 #[cfg(feature = "gpu")]
