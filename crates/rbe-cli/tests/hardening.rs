@@ -270,3 +270,39 @@ fn an_output_in_a_missing_directory_is_named_once_without_temp_names() {
     expect(&o, 1, "does not exist", "missing output directory");
     assert!(!stderr(&o).contains("rbe-tmp"), "no temp file name: {}", stderr(&o));
 }
+
+/// A one-tensor F32 safetensors file.
+fn write_tensor(path: &Path, name: &str, shape: &[usize], data: &[f32]) {
+    let mut w = rbe::format::SafetensorsWriter::create(path).unwrap();
+    w.add(name, "F32", shape, &f32_bytes(data)).unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn tiny_weights_encode_or_say_they_are_too_small_never_inf() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.rbe");
+    let mut rng = Rng::new(11);
+    let noise: Vec<f32> = (0..128 * 128).map(|_| rng.centred_f32()).collect();
+    // Normal but tiny (down to 1e-36): encoded to the target like any other tensor.
+    for scale in [1e-30f32, 1e-36] {
+        let input = dir.path().join("tiny.safetensors");
+        write_tensor(&input, "w", &[128, 128], &noise.iter().map(|v| v * scale).collect::<Vec<_>>());
+        let o = rbe(&["encode", s(&input), "-o", s(&out), "--rel-rmse", "0.05", "--json"]);
+        assert!(o.status.success(), "scale {scale}: {}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let rel = report["tensors"][0]["rel_rmse"].as_f64().unwrap();
+        assert!(rel <= 0.05, "scale {scale}: relative RMSE {rel}");
+        std::fs::remove_file(&out).unwrap();
+    }
+    // Subnormal weights: f32 steps cannot resolve them; the message says so and what to do.
+    let input = dir.path().join("subnormal.safetensors");
+    write_tensor(&input, "w", &[128, 128], &noise.iter().map(|v| v * 1e-39).collect::<Vec<_>>());
+    for (target, needle) in [(["--rel-rmse", "0.05"], "--exclude"), (["--rmse", "1e-41"], "ask for at least")] {
+        let o = rbe(&["encode", s(&input), "-o", s(&out), target[0], target[1]]);
+        expect(&o, 1, if target[0] == "--rmse" { "finer than" } else { "too small" }, "subnormal weights");
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("inf"), "an rmse of inf: {}", stderr(&o));
+        assert!(!out.exists());
+    }
+}
