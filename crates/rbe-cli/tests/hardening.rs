@@ -306,3 +306,30 @@ fn tiny_weights_encode_or_say_they_are_too_small_never_inf() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn bench_tables_and_json_never_show_nan_or_inf() {
+    // 72 columns: candle's 32-wide quantised types are skipped, so their rows have no time.
+    let o = rbe(&["bench", "--synthetic", "64x72", "--no-cache-study"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.contains("candle_q8_0"), "{table}");
+    for bad in ["NaN", "inf"] {
+        assert!(!table.contains(bad), "`{bad}` in the table:\n{table}");
+    }
+    let o = rbe(&["bench", "--synthetic", "64x72", "--no-cache-study", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let skipped = json["results"].as_array().unwrap().iter().find(|r| r["method"] == "candle_q8_0").unwrap();
+    assert!(skipped["median_us"].is_null(), "{skipped}");
+    // The GPU run's dense baseline is `gpu_dense_f32`; where an adapter exists its ratios are real.
+    let o = rbe(&["bench", "--synthetic", "64x64", "--backend", "gpu"]);
+    if o.status.success() {
+        let table = String::from_utf8(o.stdout).unwrap();
+        assert!(!table.contains("NaN") && !table.contains("inf"), "{table}");
+        let dct = table.lines().find(|l| l.starts_with("gpu_dct_direct")).unwrap();
+        assert!(dct.contains('x'), "a ratio against gpu_dense_f32: {dct}");
+    } else {
+        expect(&o, 1, "", "bench --backend gpu without an adapter");
+    }
+}
