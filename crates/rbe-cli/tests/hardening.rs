@@ -333,3 +333,22 @@ fn bench_tables_and_json_never_show_nan_or_inf() {
         expect(&o, 1, "", "bench --backend gpu without an adapter");
     }
 }
+
+#[test]
+fn inspect_fits_100_columns_unless_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    let long = format!("model.{}.layers.17.self_attn.q_proj.weight", "very_long_module_name.".repeat(4));
+    let mut rng = Rng::new(5);
+    let data: Vec<f32> = (0..64 * 64).map(|_| rng.centred_f32()).collect();
+    write_tensor(&input, &long, &[64, 64], &data);
+    let file = dir.path().join("m.rbe");
+    assert!(rbe(&["encode", s(&input), "-o", s(&file)]).status.success());
+    let narrow = String::from_utf8(rbe(&["inspect", s(&file)]).stdout).unwrap();
+    for line in narrow.lines().filter(|l| !l.contains(s(&file))) {
+        assert!(line.chars().count() <= 100, "{} columns: {line}", line.chars().count());
+    }
+    assert!(narrow.contains("model.very_long") && narrow.contains("…") && narrow.contains("q_proj.weight"), "{narrow}");
+    let wide = String::from_utf8(rbe(&["inspect", s(&file), "--wide"]).stdout).unwrap();
+    assert!(wide.contains(&long) && wide.contains("balanced") && wide.contains("sparse/dense"), "{wide}");
+}
