@@ -43,6 +43,20 @@ impl Progress {
         }
     }
 
+    /// Names what is being worked on, the position unchanged.
+    pub fn name(&self, name: &str) {
+        if let Some((bar, width)) = &self.bar {
+            bar.set_message(shorten(&one_line(name), *width));
+        }
+    }
+
+    /// Advances the bar by `n`.
+    pub fn inc(&self, n: u64) {
+        if let Some((bar, _)) = &self.bar {
+            bar.inc(n);
+        }
+    }
+
     /// Removes the bar from the terminal.
     pub fn finish(&self) {
         if let Some((bar, _)) = &self.bar {

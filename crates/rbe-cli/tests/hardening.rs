@@ -352,3 +352,71 @@ fn inspect_fits_100_columns_unless_wide() {
     let wide = String::from_utf8(rbe(&["inspect", s(&file), "--wide"]).stdout).unwrap();
     assert!(wide.contains(&long) && wide.contains("balanced") && wide.contains("sparse/dense"), "{wide}");
 }
+
+/// A model of two layers' worth of BERT-named 128x128 weights.
+fn write_bert_like(path: &Path) {
+    let mut w = rbe::format::SafetensorsWriter::create(path).unwrap();
+    let mut rng = Rng::new(21);
+    for layer in 0..2 {
+        for part in ["attention.self.query", "attention.self.value", "intermediate.dense", "output.dense"] {
+            let data: Vec<f32> = (0..128 * 128).map(|_| rng.centred_f32() * 0.05).collect();
+            w.add(&format!("encoder.layer.{layer}.{part}.weight"), "F32", &[128, 128], &f32_bytes(&data)).unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn analyze_recommends_takes_its_own_help_and_labels_its_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    write_bert_like(&input);
+
+    // The form `--help` shows as the default is accepted as given.
+    let help = String::from_utf8(rbe(&["analyze", "--help"]).stdout).unwrap();
+    let shown = help.split("--targets").nth(1).and_then(|t| t.split("[default: ").nth(1)).unwrap();
+    let shown = shown.split(']').next().unwrap();
+    let plot = dir.path().join("rd.svg");
+    let o = rbe(&["analyze", s(&input), "--targets", shown, "--plot", s(&plot)]);
+    assert!(o.status.success(), "--targets {shown}: {}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let rec: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("recommendation")).collect();
+    assert!(rec.iter().any(|l| l.contains("query") && l.contains("RBE --rel-rmse 0.05")), "{text}");
+    assert!(rec.iter().any(|l| l.contains("=> rbe encode") && l.contains("--rel-rmse 0.05")), "{text}");
+
+    // The chart: one colour and one legend entry per role, not one per tensor.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    for role in ["query (2)", "value (2)", "intermediate (2)", "output (2)"] {
+        assert!(svg.contains(&format!("RBE, {role}")), "legend lacks {role}");
+    }
+
+    let o = rbe(&["analyze", s(&input), "--json", "--targets", "0.02 0.1", "--target", "0.1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let roles = json["recommendation"]["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 4, "{roles:?}");
+    for r in roles {
+        assert_eq!(r["choice"]["method"], "rbe@0.1", "{r}");
+        assert!(r["choice"]["worst_rel_rmse"].as_f64().unwrap() <= 0.1);
+    }
+
+    // clap's own usage error: exit 2, the reason, and its pointer to --help.
+    let o = rbe(&["analyze", s(&input), "--targets", "1.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`1.5` is not a relative RMSE between 0 and 1"), "{}", stderr(&o));
+    expect(&rbe(&["analyze", s(&input), "--block", "7"]), 2, "block size 7", "analyze --block 7");
+}
+
+#[test]
+fn analyze_refuses_an_unwritable_chart_before_the_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    // The analysis itself would fail (a NaN weight): the chart's path must be refused first.
+    let input = dir.path().join("nan.safetensors");
+    let mut data = vec![0.01f32; 128 * 128];
+    data[3] = f32::NAN;
+    write_tensor(&input, "w", &[128, 128], &data);
+    let o = rbe(&["analyze", s(&input), "--plot", s(&dir.path().join("missing").join("x.svg"))]);
+    expect(&o, 1, "does not exist", "--plot in a missing directory");
+    assert!(stderr(&o).contains("--plot"), "{}", stderr(&o));
+    expect(&rbe(&["analyze", s(&input), "--plot", s(dir.path())]), 1, "is a directory", "--plot DIR");
+}
