@@ -1,7 +1,9 @@
 //! Hostile-user regressions, one test per class of harm: outputs that would destroy an input or
 //! replace a device, re-encoding an `.rbe`, targets that would zero a tensor or that one extreme
-//! weight would make meaningless, sizes from the command line, broken pipes, and signals (no temp
-//! file survives SIGINT/SIGTERM; a SIGKILLed run's leftovers go with the next run).
+//! weight would make meaningless, weights too small for f32, sizes from the command line, broken
+//! pipes, signals (no temp file survives SIGINT/SIGTERM; a SIGKILLed run's leftovers go with the
+//! next run), an input cut while it is read, concurrent writers, a bogus shard index entry, and
+//! the reports (`analyze`, `inspect`, `bench`) saying something sensible in the space they have.
 #![cfg(unix)]
 
 use rbe_testkit::Rng;
@@ -419,4 +421,127 @@ fn analyze_refuses_an_unwritable_chart_before_the_analysis() {
     expect(&o, 1, "does not exist", "--plot in a missing directory");
     assert!(stderr(&o).contains("--plot"), "{}", stderr(&o));
     expect(&rbe(&["analyze", s(&input), "--plot", s(dir.path())]), 1, "is a directory", "--plot DIR");
+}
+
+#[test]
+fn concurrent_encodes_to_one_path_leave_one_whole_result() {
+    let (dir, input, _) = model_dir(4, false);
+    // Each setting alone; outputs are deterministic, so a whole result equals one of these.
+    let alone = |profile: &str| {
+        let path = dir.path().join(format!("{profile}.rbe"));
+        assert!(rbe(&["encode", s(&input), "-o", s(&path), "--profile", profile]).status.success());
+        std::fs::read(&path).unwrap()
+    };
+    let (fast, high) = (alone("fast"), alone("high"));
+    assert_ne!(fast, high);
+    let out = dir.path().join("o.rbe");
+    for round in 0..4 {
+        let children: Vec<_> = ["fast", "high"]
+            .iter()
+            .map(|p| {
+                Command::new(RBE)
+                    .args(["encode", s(&input), "-o", s(&out), "--profile", p])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success(), "round {round}: {}", stderr(&o));
+        }
+        let got = std::fs::read(&out).unwrap();
+        assert!(got == fast || got == high, "round {round}: the output is neither whole result");
+        assert!(temp_files(dir.path()).is_empty(), "round {round}: {:?}", temp_files(dir.path()));
+        let verify = rbe(&["verify", s(&out)]);
+        assert!(verify.status.success(), "{}", stderr(&verify));
+        std::fs::remove_file(&out).unwrap();
+    }
+}
+
+#[test]
+fn a_sharded_decode_maps_only_tensors_each_shard_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(8);
+    let mut map = serde_json::Map::new();
+    for (shard, names) in
+        [("m-00001-of-00002.safetensors", ["a.weight"]), ("m-00002-of-00002.safetensors", ["b.weight"])]
+    {
+        let data: Vec<f32> = (0..64 * 64).map(|_| rng.centred_f32()).collect();
+        write_tensor(&dir.path().join(shard), names[0], &[64, 64], &data);
+        map.insert(names[0].to_owned(), shard.into());
+    }
+    let index = dir.path().join("m.safetensors.index.json");
+    std::fs::write(&index, serde_json::json!({ "metadata": {}, "weight_map": map }).to_string()).unwrap();
+    let encoded = dir.path().join("enc");
+    let o = rbe(&["encode", s(&index), "-o", s(&encoded)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rbe_index = std::fs::read_dir(&encoded)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_str().unwrap().ends_with(".index.json"))
+        .unwrap();
+    // A bogus entry: a tensor that no shard holds, mapped to the first shard.
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&rbe_index).unwrap()).unwrap();
+    let first = json["weight_map"]["a.weight"].clone();
+    json["weight_map"]["ghost.weight"] = first;
+    std::fs::write(&rbe_index, json.to_string()).unwrap();
+
+    let decoded = dir.path().join("dec");
+    let o = rbe(&["decode", s(&rbe_index), "-o", s(&decoded)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out_index = std::fs::read_dir(&decoded)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_str().unwrap().ends_with(".index.json"))
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_index).unwrap()).unwrap();
+    let map = out["weight_map"].as_object().unwrap();
+    assert!(!map.contains_key("ghost.weight"), "the bogus entry reached the output index: {out}");
+    assert_eq!(map.len(), 2, "{out}");
+    for (name, shard) in map {
+        let bytes = std::fs::read(decoded.join(shard.as_str().unwrap())).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert!(st.tensor(name).is_ok(), "{name} is mapped to {shard}, which does not hold it");
+    }
+}
+
+/// The process's memory maps name `path`.
+#[cfg(target_os = "linux")]
+fn maps_file(pid: u32, path: &Path) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains(s(path)))
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_input_truncated_while_it_is_read_is_one_line_and_exit_1() {
+    // Big enough that one thread is still encoding when the file is cut (48 tensors, 38 MB).
+    let (dir, input, _) = model_dir(48, false);
+    let input = input.canonicalize().unwrap();
+    let out = dir.path().join("o.rbe");
+    let mut child = Command::new(RBE)
+        .args(["encode", s(&input), "-o", s(&out), "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    while !maps_file(pid, &input) {
+        assert!(child.try_wait().unwrap().is_none(), "encode ended before mapping its input");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Stopped while the file is cut to its header, so no tensor it reads next is still there.
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let bytes = std::fs::read(&input).unwrap();
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap());
+    std::fs::OpenOptions::new().write(true).open(&input).unwrap().set_len(header).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    let o = child.wait_with_output().unwrap();
+    expect(&o, 1, "changed size while it was being read", "input truncated while mapped");
+    assert!(!out.exists(), "no output from a cut input");
 }
