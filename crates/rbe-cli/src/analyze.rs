@@ -423,6 +423,8 @@ fn print_tables(r: &Analysis, a: &AnalyzeArgs) {
             }
         }
         print_recommendation(&r.recommendation);
+    } else {
+        println!("\nno tensor analysed, so nothing to recommend: see below, or try a smaller --block");
     }
     if !r.skipped.is_empty() {
         println!(

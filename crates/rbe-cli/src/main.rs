@@ -94,7 +94,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_line(&e));
+            // Names from files reach messages: escaped, so an error stays one inert line.
+            eprintln!("error: {}", verify::one_line(&error_line(&e)));
             // Wrong arguments exit 2, like clap's own usage errors; bad input or a failed run, 1.
             let usage = e.downcast_ref::<Usage>().is_some() || e.downcast_ref::<rbe::SettingsError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
