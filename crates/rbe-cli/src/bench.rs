@@ -5,7 +5,7 @@
 
 use crate::Usage;
 use crate::verify::cli_error;
-use anyhow::{Result, anyhow, bail};
+use anyhow::Result;
 use rbe::bench::cpu::{self, CpuBench, ModeSet};
 use rbe::bench::synthetic::MAX_SYNTHETIC_ELEMENTS;
 use rbe::bench::{BenchReport as Report, Row};
@@ -84,11 +84,16 @@ fn bench(a: &BenchArgs) -> Result<()> {
             (t, Some(d))
         }
         (None, Some(path)) => {
-            let name = a.tensor.as_deref().ok_or_else(|| anyhow!("--tensor NAME is required with a file"))?;
+            let name =
+                a.tensor.as_deref().ok_or_else(|| Usage("name the tensor to benchmark: FILE --tensor NAME".into()))?;
             let model = Model::open(path).map_err(cli_error)?;
             (model.tensor(name).map_err(cli_error)?, None)
         }
-        _ => bail!("give either FILE --tensor NAME or --synthetic ROWSxCOLS"),
+        _ => {
+            return Err(
+                Usage("give either FILE --tensor NAME or --synthetic ROWSxCOLS, not both or neither".into()).into()
+            );
+        }
     };
     let report = if a.backend == "gpu" {
         gpu_report(a, &tensor)?
@@ -146,19 +151,14 @@ fn print_table(r: &Report) {
         "method", "cache", "median_us", "max_err", "bytes_read", "vs dense"
     );
     for row in &r.results {
-        let dense = r
-            .results
-            .iter()
-            .find(|d| d.method == "dense_f32" && d.cache == row.cache)
-            .map_or(f64::NAN, |d| d.median_us);
         println!(
-            "{:<24} {:<5} {:>12.1} {:>10.2e} {:>12} {:>8.2}x  {}",
+            "{:<24} {:<5} {:>12} {:>10} {:>12} {:>9}  {}",
             row.method,
             row.cache,
-            row.median_us,
-            row.max_rel_err,
+            finite(row.median_us).map_or_else(dash, |v| format!("{v:.1}")),
+            finite(row.max_rel_err).map_or_else(dash, |v| format!("{v:.2e}")),
             row.bytes_read,
-            dense / row.median_us,
+            vs_dense(r, row).map_or_else(dash, |v| format!("{v:.2}x")),
             row.note.as_deref().unwrap_or("")
         );
     }
@@ -173,6 +173,23 @@ fn print_table(r: &Report) {
             );
         }
     }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn dash() -> String {
+    "-".to_owned()
+}
+
+/// How many times faster than the dense f32 baseline of the same backend and cache state
+/// (`dense_f32` on the CPU, `gpu_dense_f32` on the GPU) a row is; `None` when either time is
+/// missing or zero (a skipped method, or a clock too coarse for the call).
+fn vs_dense(r: &Report, row: &Row) -> Option<f64> {
+    let dense = r.results.iter().find(|d| d.method.ends_with("dense_f32") && d.cache == row.cache)?;
+    let ratio = dense.median_us / row.median_us;
+    (dense.median_us > 0.0 && row.median_us > 0.0).then_some(ratio).and_then(finite)
 }
 
 fn plot(r: &Report, path: &std::path::Path) -> Result<()> {
@@ -221,4 +238,39 @@ fn plot(r: &Report, path: &std::path::Path) -> Result<()> {
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: &str, median_us: f64) -> Row {
+        Row { method: method.into(), cache: "hot", median_us, max_rel_err: 0.0, bytes_read: 0, note: None }
+    }
+
+    fn report(results: Vec<Row>) -> Report {
+        Report {
+            shape: [64, 64],
+            threads: 1,
+            batch: 1,
+            rbe_isa: "gpu",
+            candle_avx2_build: false,
+            stream_bytes: 1,
+            resident_bytes: 1,
+            rel_rmse: 0.05,
+            results,
+            cache_study: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_against_the_backends_own_dense_baseline_or_none() {
+        let gpu = report(vec![row("gpu_dense_f32", 40.0), row("gpu_dct_direct", 20.0), row("gpu_decode", 0.0)]);
+        assert_eq!(vs_dense(&gpu, &gpu.results[1]), Some(2.0), "gpu_dense_f32 is the GPU's baseline");
+        assert_eq!(vs_dense(&gpu, &gpu.results[2]), None, "a zero time has no ratio");
+        let cpu = report(vec![row("dense_f32", 10.0), row("candle_q8_0", f64::NAN)]);
+        assert_eq!(vs_dense(&cpu, &cpu.results[1]), None, "a skipped method has no ratio");
+        let no_dense = report(vec![row("rbe_dct_direct", 10.0)]);
+        assert_eq!(vs_dense(&no_dense, &no_dense.results[0]), None);
+    }
 }

@@ -1,6 +1,7 @@
 //! `rbe decode`: expand an `.rbe` model to dense safetensors through [`rbe::Model::decode_to`],
 //! with a progress bar on a terminal.
 
+use crate::progress::{Progress, Unit};
 use crate::verify::{cli_error, one_line, open_model};
 use rbe::{DecodeOptions, OutputDtype};
 
@@ -13,27 +14,11 @@ pub fn run(args: &crate::DecodeArgs) -> anyhow::Result<()> {
     };
     let options = DecodeOptions { dtype, saturate_f16: args.saturate_f16 };
     let model = open_model(&args.input)?;
-    // On a terminal: bytes of the stored model processed, with rate and ETA.
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let bar = indicatif::ProgressBar::new(model.stored_bytes());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta}) {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar
-    });
-    let progress = |name: &str, done: u64, _total: u64| {
-        if let Some(b) = &bar {
-            b.set_message(name.to_owned());
-            b.set_position(done);
-        }
-    };
+    // On a terminal: bytes of the stored model processed.
+    let bar = Progress::new(model.stored_bytes(), Unit::Bytes, false);
+    let progress = |name: &str, done: u64, _total: u64| bar.set(name, done);
     let summary = model.decode_to(&args.output, &options, &progress).map_err(cli_error)?;
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     for w in &summary.warnings {
         eprintln!("warning: {}", one_line(w));
     }

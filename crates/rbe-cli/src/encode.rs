@@ -1,13 +1,12 @@
 //! `rbe encode`: compress a safetensors model to an error target.
 
+use crate::progress::{Progress, Unit};
 use crate::verify::one_line;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use rbe::{
     Calibration, EncodeReport, EncodeSettings, Entropy, Layout, ModelOptions, ParamsChoice, ParamsPrecision, Profile,
     ResidualChoice, Selection, SourceModel, Target, TensorReport, Transform, ValueCodec, encode_model,
 };
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Arguments of `rbe encode`.
@@ -138,29 +137,11 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
     };
     // Bad or contradictory globs are a usage error, found before any work.
     Selection::new(&options.include, &options.exclude).map_err(|e| crate::Usage(e.to_string()))?;
-    let bar = if !a.json && std::io::stderr().is_terminal() {
-        let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} weights ({per_sec}, ETA {eta}) {msg}",
-            )
-            .expect("valid template"),
-        );
-        Some(bar)
-    } else {
-        None
-    };
-    let progress = |r: &TensorReport, done: u64, _total: u64| {
-        if let Some(b) = &bar {
-            b.set_position(done);
-            b.set_message(r.name.clone());
-        }
-    };
+    let total: u64 = model.tensors().map(|t| t.elements() as u64).sum();
+    let bar = Progress::new(total, Unit::Weights, a.json);
+    let progress = |r: &TensorReport, done: u64, _total: u64| bar.set(&r.name, done);
     let report = encode_model(&model, &a.output, &settings, &options, &progress)?;
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

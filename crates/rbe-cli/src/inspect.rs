@@ -1,8 +1,9 @@
 //! `rbe inspect`: per-tensor shapes, stored bytes, bits per weight, settings and the error the
 //! encoder recorded, as a human table or as one JSON object (`--json`, [`rbe::ModelReport`]).
-//! Reads only the container header and metadata: no block is decoded.
+//! Reads only the container header and metadata: no block is decoded. The default table fits 100
+//! columns (the longest names lose their middle to an ellipsis); `--wide` prints every field.
 
-use crate::verify::{one_line, open_model};
+use crate::verify::{one_line, open_model, shorten};
 use rbe::{ModelReport, TensorReport};
 use std::fmt::Write as _;
 
@@ -13,7 +14,8 @@ pub fn run(args: &crate::InspectArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", Table(&report).render(&one_line(&args.input.display().to_string())));
+        let columns = if args.wide { Columns::Wide } else { Columns::Narrow(NARROW_WIDTH) };
+        print!("{}", Table(&report).render(&one_line(&args.input.display().to_string()), columns));
     }
     Ok(())
 }
@@ -21,8 +23,24 @@ pub fn run(args: &crate::InspectArgs) -> anyhow::Result<()> {
 /// The human-readable form of a report.
 struct Table<'a>(&'a ModelReport);
 
+/// Columns of the default table.
+const NARROW_WIDTH: usize = 100;
+
+/// The fields of the default table (indices into `HEADERS`): name, shape, how it is stored,
+/// bytes, bits per weight, relative RMSE.
+const NARROW: [usize; 6] = [0, 1, 2, 3, 4, 14];
+
+/// Which table.
+#[derive(Clone, Copy)]
+enum Columns {
+    /// Every field, names in full.
+    Wide,
+    /// [`NARROW`], names shortened so a line fits this many columns.
+    Narrow(usize),
+}
+
 impl Table<'_> {
-    fn render(&self, file_name: &str) -> String {
+    fn render(&self, file_name: &str, columns: Columns) -> String {
         const HEADERS: [&str; 17] = [
             "tensor",
             "shape",
@@ -47,15 +65,32 @@ impl Table<'_> {
             false, false, false, true, true, true, false, false, false, false, false, false, true, true, true, true,
             true,
         ];
-        let cells: Vec<Vec<String>> = self.0.tensors.iter().map(row_cells).collect();
-        let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
+        let keep: Vec<usize> = match columns {
+            Columns::Wide => (0..HEADERS.len()).collect(),
+            Columns::Narrow(_) => NARROW.to_vec(),
+        };
+        let pick = |row: Vec<String>| -> Vec<String> { keep.iter().map(|&i| row[i].clone()).collect() };
+        let header: Vec<String> = pick(HEADERS.iter().map(|h| (*h).to_owned()).collect());
+        let right: Vec<bool> = keep.iter().map(|&i| RIGHT[i]).collect();
+        let mut cells: Vec<Vec<String>> = self.0.tensors.iter().map(|t| pick(row_cells(t))).collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for row in &cells {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
         }
+        if let Columns::Narrow(total) = columns {
+            // The name column (first) gets what the others and the two-space gaps leave.
+            let others: usize = widths[1..].iter().map(|w| w + 2).sum();
+            let name_width = total.saturating_sub(others).max(header[0].len());
+            if widths[0] > name_width {
+                widths[0] = name_width;
+                for row in &mut cells {
+                    row[0] = shorten(&row[0], name_width);
+                }
+            }
+        }
         let mut out = String::new();
-        let header: Vec<String> = HEADERS.iter().map(|h| (*h).to_owned()).collect();
         for row in std::iter::once(&header).chain(&cells) {
             let mut line = String::new();
             for (i, cell) in row.iter().enumerate() {
@@ -63,7 +98,7 @@ impl Table<'_> {
                 if i > 0 {
                     line.push_str("  ");
                 }
-                if RIGHT[i] {
+                if right[i] {
                     line.extend(std::iter::repeat_n(' ', pad));
                     line.push_str(cell);
                 } else {

@@ -9,6 +9,7 @@ mod decode;
 mod demo;
 mod encode;
 mod inspect;
+mod progress;
 mod signals;
 mod verify;
 
@@ -58,7 +59,7 @@ pub struct DecodeArgs {
     pub saturate_f16: bool,
 }
 
-/// `rbe inspect FILE [--json]`
+/// `rbe inspect FILE [--json] [--wide]`
 #[derive(clap::Args)]
 pub struct InspectArgs {
     /// The .rbe file.
@@ -66,6 +67,9 @@ pub struct InspectArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Every field (settings, cache, rmse, mean K, block kinds); the default table fits 100 columns.
+    #[arg(long, conflicts_with = "json")]
+    pub wide: bool,
 }
 
 /// `rbe verify FILE`
@@ -90,7 +94,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_line(&e));
+            // Names from files reach messages: escaped, so an error stays one inert line.
+            eprintln!("error: {}", verify::one_line(&error_line(&e)));
             // Wrong arguments exit 2, like clap's own usage errors; bad input or a failed run, 1.
             let usage = e.downcast_ref::<Usage>().is_some() || e.downcast_ref::<rbe::SettingsError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })

@@ -38,6 +38,21 @@ pub(crate) fn one_line(text: &str) -> String {
     text.chars().map(|c| if is_unsafe(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
+/// `text` cut to `width` characters, an ellipsis in place of its middle: a tensor name keeps the
+/// start (which layer) and more of the end (which weight).
+pub(crate) fn shorten(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n <= width {
+        return text.to_owned();
+    }
+    let Some(keep) = width.checked_sub(1) else { return String::new() };
+    let head = keep / 3;
+    let mut out: String = text.chars().take(head).collect();
+    out.push('…');
+    out.extend(text.chars().skip(n - (keep - head)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +62,16 @@ mod tests {
         assert_eq!(one_line("plain `name`"), "plain `name`");
         assert_eq!(one_line("a\nb\tc\u{1b}[2J"), "a\\nb\\tc\\u{1b}[2J");
         assert_eq!(one_line("w\u{202E}thgiew"), "w\\u{202e}thgiew", "a bidi override is shown, not obeyed");
+    }
+
+    #[test]
+    fn long_names_lose_their_middle_to_an_ellipsis() {
+        let name = "encoder.layer.11.attention.output.dense.weight";
+        assert_eq!(shorten(name, 100), name);
+        let short = shorten(name, 30);
+        assert_eq!(short.chars().count(), 30);
+        assert_eq!(short, "encoder.l….output.dense.weight");
+        assert_eq!(shorten(name, 1), "…");
+        assert_eq!(shorten(name, 0), "");
     }
 }

@@ -153,7 +153,12 @@ fn inspect_prints_a_table() {
     assert!(out.contains("verbatim F32"), "{out}");
     assert!(out.contains("4x2x3x3"), "{out}");
     assert!(out.contains("bits per weight"), "{out}");
-    assert!(out.contains("balanced"), "{out}");
+    for line in out.lines() {
+        assert!(line.chars().count() <= 100, "default table wider than 100 columns: {line}");
+    }
+    assert!(!out.contains("balanced"), "settings only with --wide: {out}");
+    let wide = stdout(&rbe_str(&["inspect", "--wide"], &f.path));
+    assert!(wide.contains("balanced") && wide.contains("sparse/dense"), "{wide}");
 }
 
 #[test]

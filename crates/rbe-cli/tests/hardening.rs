@@ -1,7 +1,9 @@
 //! Hostile-user regressions, one test per class of harm: outputs that would destroy an input or
 //! replace a device, re-encoding an `.rbe`, targets that would zero a tensor or that one extreme
-//! weight would make meaningless, sizes from the command line, broken pipes, and signals (no temp
-//! file survives SIGINT/SIGTERM; a SIGKILLed run's leftovers go with the next run).
+//! weight would make meaningless, weights too small for f32, sizes from the command line, broken
+//! pipes, signals (no temp file survives SIGINT/SIGTERM; a SIGKILLed run's leftovers go with the
+//! next run), an input cut while it is read, concurrent writers, a bogus shard index entry, and
+//! the reports (`analyze`, `inspect`, `bench`) saying something sensible in the space they have.
 #![cfg(unix)]
 
 use rbe_testkit::Rng;
@@ -269,4 +271,277 @@ fn an_output_in_a_missing_directory_is_named_once_without_temp_names() {
     let o = rbe(&["encode", s(&input), "-o", s(&out)]);
     expect(&o, 1, "does not exist", "missing output directory");
     assert!(!stderr(&o).contains("rbe-tmp"), "no temp file name: {}", stderr(&o));
+}
+
+/// A one-tensor F32 safetensors file.
+fn write_tensor(path: &Path, name: &str, shape: &[usize], data: &[f32]) {
+    let mut w = rbe::format::SafetensorsWriter::create(path).unwrap();
+    w.add(name, "F32", shape, &f32_bytes(data)).unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn tiny_weights_encode_or_say_they_are_too_small_never_inf() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.rbe");
+    let mut rng = Rng::new(11);
+    let noise: Vec<f32> = (0..128 * 128).map(|_| rng.centred_f32()).collect();
+    // Normal but tiny (down to 1e-36): encoded to the target like any other tensor.
+    for scale in [1e-30f32, 1e-36] {
+        let input = dir.path().join("tiny.safetensors");
+        write_tensor(&input, "w", &[128, 128], &noise.iter().map(|v| v * scale).collect::<Vec<_>>());
+        let o = rbe(&["encode", s(&input), "-o", s(&out), "--rel-rmse", "0.05", "--json"]);
+        assert!(o.status.success(), "scale {scale}: {}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let rel = report["tensors"][0]["rel_rmse"].as_f64().unwrap();
+        assert!(rel <= 0.05, "scale {scale}: relative RMSE {rel}");
+        std::fs::remove_file(&out).unwrap();
+    }
+    // Subnormal weights: f32 steps cannot resolve them; the message says so and what to do.
+    let input = dir.path().join("subnormal.safetensors");
+    write_tensor(&input, "w", &[128, 128], &noise.iter().map(|v| v * 1e-39).collect::<Vec<_>>());
+    for (target, needle) in [(["--rel-rmse", "0.05"], "--exclude"), (["--rmse", "1e-41"], "ask for at least")] {
+        let o = rbe(&["encode", s(&input), "-o", s(&out), target[0], target[1]]);
+        expect(&o, 1, if target[0] == "--rmse" { "finer than" } else { "too small" }, "subnormal weights");
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("inf"), "an rmse of inf: {}", stderr(&o));
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn bench_tables_and_json_never_show_nan_or_inf() {
+    // 72 columns: candle's 32-wide quantised types are skipped, so their rows have no time.
+    let o = rbe(&["bench", "--synthetic", "64x72", "--no-cache-study"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.contains("candle_q8_0"), "{table}");
+    for bad in ["NaN", "inf"] {
+        assert!(!table.contains(bad), "`{bad}` in the table:\n{table}");
+    }
+    let o = rbe(&["bench", "--synthetic", "64x72", "--no-cache-study", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let skipped = json["results"].as_array().unwrap().iter().find(|r| r["method"] == "candle_q8_0").unwrap();
+    assert!(skipped["median_us"].is_null(), "{skipped}");
+    // The GPU run's dense baseline is `gpu_dense_f32`; where an adapter exists its ratios are real.
+    let o = rbe(&["bench", "--synthetic", "64x64", "--backend", "gpu"]);
+    if o.status.success() {
+        let table = String::from_utf8(o.stdout).unwrap();
+        assert!(!table.contains("NaN") && !table.contains("inf"), "{table}");
+        let dct = table.lines().find(|l| l.starts_with("gpu_dct_direct")).unwrap();
+        assert!(dct.contains('x'), "a ratio against gpu_dense_f32: {dct}");
+    } else {
+        expect(&o, 1, "", "bench --backend gpu without an adapter");
+    }
+}
+
+#[test]
+fn inspect_fits_100_columns_unless_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    let long = format!("model.{}.layers.17.self_attn.q_proj.weight", "very_long_module_name.".repeat(4));
+    let mut rng = Rng::new(5);
+    let data: Vec<f32> = (0..64 * 64).map(|_| rng.centred_f32()).collect();
+    write_tensor(&input, &long, &[64, 64], &data);
+    let file = dir.path().join("m.rbe");
+    assert!(rbe(&["encode", s(&input), "-o", s(&file)]).status.success());
+    let narrow = String::from_utf8(rbe(&["inspect", s(&file)]).stdout).unwrap();
+    for line in narrow.lines().filter(|l| !l.contains(s(&file))) {
+        assert!(line.chars().count() <= 100, "{} columns: {line}", line.chars().count());
+    }
+    assert!(narrow.contains("model.very_long") && narrow.contains("…") && narrow.contains("q_proj.weight"), "{narrow}");
+    let wide = String::from_utf8(rbe(&["inspect", s(&file), "--wide"]).stdout).unwrap();
+    assert!(wide.contains(&long) && wide.contains("balanced") && wide.contains("sparse/dense"), "{wide}");
+}
+
+/// A model of two layers' worth of BERT-named 128x128 weights.
+fn write_bert_like(path: &Path) {
+    let mut w = rbe::format::SafetensorsWriter::create(path).unwrap();
+    let mut rng = Rng::new(21);
+    for layer in 0..2 {
+        for part in ["attention.self.query", "attention.self.value", "intermediate.dense", "output.dense"] {
+            let data: Vec<f32> = (0..128 * 128).map(|_| rng.centred_f32() * 0.05).collect();
+            w.add(&format!("encoder.layer.{layer}.{part}.weight"), "F32", &[128, 128], &f32_bytes(&data)).unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn analyze_recommends_takes_its_own_help_and_labels_its_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    write_bert_like(&input);
+
+    // The form `--help` shows as the default is accepted as given.
+    let help = String::from_utf8(rbe(&["analyze", "--help"]).stdout).unwrap();
+    let shown = help.split("--targets").nth(1).and_then(|t| t.split("[default: ").nth(1)).unwrap();
+    let shown = shown.split(']').next().unwrap();
+    let plot = dir.path().join("rd.svg");
+    let o = rbe(&["analyze", s(&input), "--targets", shown, "--plot", s(&plot)]);
+    assert!(o.status.success(), "--targets {shown}: {}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let rec: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("recommendation")).collect();
+    assert!(rec.iter().any(|l| l.contains("query") && l.contains("RBE --rel-rmse 0.05")), "{text}");
+    assert!(rec.iter().any(|l| l.contains("=> rbe encode") && l.contains("--rel-rmse 0.05")), "{text}");
+
+    // The chart: one colour and one legend entry per role, not one per tensor.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    for role in ["query (2)", "value (2)", "intermediate (2)", "output (2)"] {
+        assert!(svg.contains(&format!("RBE, {role}")), "legend lacks {role}");
+    }
+
+    let o = rbe(&["analyze", s(&input), "--json", "--targets", "0.02 0.1", "--target", "0.1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let roles = json["recommendation"]["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 4, "{roles:?}");
+    for r in roles {
+        assert_eq!(r["choice"]["method"], "rbe@0.1", "{r}");
+        assert!(r["choice"]["worst_rel_rmse"].as_f64().unwrap() <= 0.1);
+    }
+
+    // clap's own usage error: exit 2, the reason, and its pointer to --help.
+    let o = rbe(&["analyze", s(&input), "--targets", "1.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`1.5` is not a relative RMSE between 0 and 1"), "{}", stderr(&o));
+    expect(&rbe(&["analyze", s(&input), "--block", "7"]), 2, "block size 7", "analyze --block 7");
+}
+
+#[test]
+fn analyze_refuses_an_unwritable_chart_before_the_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    // The analysis itself would fail (a NaN weight): the chart's path must be refused first.
+    let input = dir.path().join("nan.safetensors");
+    let mut data = vec![0.01f32; 128 * 128];
+    data[3] = f32::NAN;
+    write_tensor(&input, "w", &[128, 128], &data);
+    let o = rbe(&["analyze", s(&input), "--plot", s(&dir.path().join("missing").join("x.svg"))]);
+    expect(&o, 1, "does not exist", "--plot in a missing directory");
+    assert!(stderr(&o).contains("--plot"), "{}", stderr(&o));
+    expect(&rbe(&["analyze", s(&input), "--plot", s(dir.path())]), 1, "is a directory", "--plot DIR");
+}
+
+#[test]
+fn concurrent_encodes_to_one_path_leave_one_whole_result() {
+    let (dir, input, _) = model_dir(4, false);
+    // Each setting alone; outputs are deterministic, so a whole result equals one of these.
+    let alone = |profile: &str| {
+        let path = dir.path().join(format!("{profile}.rbe"));
+        assert!(rbe(&["encode", s(&input), "-o", s(&path), "--profile", profile]).status.success());
+        std::fs::read(&path).unwrap()
+    };
+    let (fast, high) = (alone("fast"), alone("high"));
+    assert_ne!(fast, high);
+    let out = dir.path().join("o.rbe");
+    for round in 0..4 {
+        let children: Vec<_> = ["fast", "high"]
+            .iter()
+            .map(|p| {
+                Command::new(RBE)
+                    .args(["encode", s(&input), "-o", s(&out), "--profile", p])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success(), "round {round}: {}", stderr(&o));
+        }
+        let got = std::fs::read(&out).unwrap();
+        assert!(got == fast || got == high, "round {round}: the output is neither whole result");
+        assert!(temp_files(dir.path()).is_empty(), "round {round}: {:?}", temp_files(dir.path()));
+        let verify = rbe(&["verify", s(&out)]);
+        assert!(verify.status.success(), "{}", stderr(&verify));
+        std::fs::remove_file(&out).unwrap();
+    }
+}
+
+#[test]
+fn a_sharded_decode_maps_only_tensors_each_shard_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(8);
+    let mut map = serde_json::Map::new();
+    for (shard, names) in
+        [("m-00001-of-00002.safetensors", ["a.weight"]), ("m-00002-of-00002.safetensors", ["b.weight"])]
+    {
+        let data: Vec<f32> = (0..64 * 64).map(|_| rng.centred_f32()).collect();
+        write_tensor(&dir.path().join(shard), names[0], &[64, 64], &data);
+        map.insert(names[0].to_owned(), shard.into());
+    }
+    let index = dir.path().join("m.safetensors.index.json");
+    std::fs::write(&index, serde_json::json!({ "metadata": {}, "weight_map": map }).to_string()).unwrap();
+    let encoded = dir.path().join("enc");
+    let o = rbe(&["encode", s(&index), "-o", s(&encoded)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rbe_index = std::fs::read_dir(&encoded)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_str().unwrap().ends_with(".index.json"))
+        .unwrap();
+    // A bogus entry: a tensor that no shard holds, mapped to the first shard.
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&rbe_index).unwrap()).unwrap();
+    let first = json["weight_map"]["a.weight"].clone();
+    json["weight_map"]["ghost.weight"] = first;
+    std::fs::write(&rbe_index, json.to_string()).unwrap();
+
+    let decoded = dir.path().join("dec");
+    let o = rbe(&["decode", s(&rbe_index), "-o", s(&decoded)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out_index = std::fs::read_dir(&decoded)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_str().unwrap().ends_with(".index.json"))
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_index).unwrap()).unwrap();
+    let map = out["weight_map"].as_object().unwrap();
+    assert!(!map.contains_key("ghost.weight"), "the bogus entry reached the output index: {out}");
+    assert_eq!(map.len(), 2, "{out}");
+    for (name, shard) in map {
+        let bytes = std::fs::read(decoded.join(shard.as_str().unwrap())).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert!(st.tensor(name).is_ok(), "{name} is mapped to {shard}, which does not hold it");
+    }
+}
+
+/// The process's memory maps name `path`.
+#[cfg(target_os = "linux")]
+fn maps_file(pid: u32, path: &Path) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains(s(path)))
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_input_truncated_while_it_is_read_is_one_line_and_exit_1() {
+    // Big enough that one thread is still encoding when the file is cut (48 tensors, 38 MB).
+    let (dir, input, _) = model_dir(48, false);
+    let input = input.canonicalize().unwrap();
+    let out = dir.path().join("o.rbe");
+    let mut child = Command::new(RBE)
+        .args(["encode", s(&input), "-o", s(&out), "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    while !maps_file(pid, &input) {
+        assert!(child.try_wait().unwrap().is_none(), "encode ended before mapping its input");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Stopped while the file is cut to its header, so no tensor it reads next is still there.
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let bytes = std::fs::read(&input).unwrap();
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap());
+    std::fs::OpenOptions::new().write(true).open(&input).unwrap().set_len(header).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    let o = child.wait_with_output().unwrap();
+    expect(&o, 1, "changed size while it was being read", "input truncated while mapped");
+    assert!(!out.exists(), "no output from a cut input");
 }

@@ -385,7 +385,9 @@ impl<'a> Prepped<'a> {
             target_rmse,
             output_target,
             exact_constant,
-            min_step: f64::from(max_abs) / 32767.0,
+            // Steps are stored and applied in f32: a subnormal step loses its precision (and its
+            // reciprocal overflows), so tiny weights get the smallest normal step instead.
+            min_step: (f64::from(max_abs) / 32767.0).max(f64::from(f32::MIN_POSITIVE)),
         })
     }
 
@@ -469,17 +471,29 @@ impl<'a> Prepped<'a> {
         };
         let n_valid = self.n_valid();
         let budget = t * t * n_valid;
+        let std = self.std;
         find_step(&self.prepared, budget * 0.999, min_step).map(Some).ok_or_else(|| {
-            let best = quant_error(&self.prepared, min_step.max(f64::MIN_POSITIVE));
-            EncodeError::ImpossibleTarget {
-                tensor: name.to_owned(),
-                reason: format!(
-                    "16-bit residual coefficients reach at best rmse {:.3e} (relative {:.3e}); asked {:.3e}",
-                    (best / n_valid).sqrt(),
-                    (best / n_valid).sqrt() / self.std.max(f64::MIN_POSITIVE),
-                    t
-                ),
-            }
+            let smallest_step = f64::from(f32::MIN_POSITIVE);
+            let best = (quant_error(&self.prepared, min_step) / n_valid).sqrt();
+            let reason = if min_step == smallest_step && matches!(self.settings.target, Target::Rmse(_)) {
+                format!(
+                    "an rmse of {t:.3e} is finer than RBE's f32 arithmetic resolves (its finest quantisation \
+                     reaches {best:.3e}): ask for at least that"
+                )
+            } else if min_step == smallest_step {
+                format!(
+                    "the weights are too small for RBE's f32 arithmetic (standard deviation {std:.3e}: the finest \
+                     quantisation in f32 reaches rmse {best:.3e}, asked {t:.3e}): scale the tensor up by a power of \
+                     two before encoding, or --exclude it to keep it verbatim"
+                )
+            } else {
+                format!(
+                    "the finest quantisation RBE stores reaches rmse {best:.3e} (relative {:.3e}), asked {t:.3e}: \
+                     ask for a larger error",
+                    best / std.max(f64::MIN_POSITIVE),
+                )
+            };
+            EncodeError::ImpossibleTarget { tensor: name.to_owned(), reason }
         })
     }
 
