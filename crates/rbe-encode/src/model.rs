@@ -34,21 +34,7 @@ pub struct ModelOptions {
     pub calibration: Option<Arc<Calibration>>,
 }
 
-/// Metadata key recording the calibration an encode used (format.md 6): a JSON object with the
-/// calibration file's `xxh3`, each covered tensor's relative output error, and the selected
-/// tensors it did not cover.
-pub const CALIBRATION_KEY: &str = "rbe.calibration";
-
-/// What the `rbe.calibration` metadata records.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct CalibrationRecord {
-    /// Checksum of the calibration file used.
-    pub xxh3: String,
-    /// Relative output error on the calibration inputs, per covered tensor, measured on the decode.
-    pub output_rel_rmse: BTreeMap<String, f64>,
-    /// Compressed tensors the calibration does not cover (encoded the plain way).
-    pub uncovered: Vec<String>,
-}
+pub use rbe_format::{CALIBRATION_KEY, CalibrationRecord};
 
 /// Metadata key recording the settings a file was encoded with (compared by `--resume`).
 pub const SETTINGS_KEY: &str = "rbe.encoder";

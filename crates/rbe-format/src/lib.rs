@@ -42,7 +42,7 @@ pub use index::ShardIndex;
 pub use output::{
     OutputFile, TempFile, live_temp_files, remove_live_temps, remove_stale_temps, same_file, write_atomic,
 };
-pub use report::{ModelReport, TensorReport, Totals};
+pub use report::{CALIBRATION_KEY, CalibrationRecord, ModelReport, TensorReport, Totals};
 pub use settings::{BLOCK_SIZES, BlockConfig, Entropy, Layout, ParamsPrecision, SourceDtype, Transform, ValueCodec};
 pub use shared::SharedBytes;
 pub use tensor::EncodedTensor;

@@ -17,7 +17,8 @@
 use crate::container::{Entry, TENSOR_KEY, VERBATIM_KEY};
 use crate::desc::{EncodeStats, TensorDesc, description_json};
 use crate::tensor::EncodedTensor;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Bytes of `value` as a JSON string literal (quotes and escapes included).
 fn json_string_len(value: &str) -> u64 {
@@ -284,5 +285,28 @@ mod tests {
         assert_eq!(r.bits_per_weight, Some(8.0 * (24 + r.header_bytes) as f64 / 6.0));
         assert_eq!(bits_per_weight(8, 0), None);
         assert_eq!(element_count(&[u64::MAX, 2]), None);
+    }
+}
+
+/// Metadata key recording the calibration an encode used (format.md 6): a JSON
+/// [`CalibrationRecord`]. Informational, like the statistics: readers never act on it.
+pub const CALIBRATION_KEY: &str = "rbe.calibration";
+
+/// What the `rbe.calibration` metadata records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationRecord {
+    /// Checksum (XXH3-64, hex) of the calibration file's bytes.
+    pub xxh3: String,
+    /// Per covered tensor: relative output error on the calibration inputs,
+    /// `sqrt(tr(E H E^T) / tr(W H W^T))`, measured on the decode.
+    pub output_rel_rmse: BTreeMap<String, f64>,
+    /// Compressed tensors the calibration did not cover (encoded for weight error).
+    pub uncovered: Vec<String>,
+}
+
+impl CalibrationRecord {
+    /// The record in a file's metadata, if there is a well-formed one.
+    pub fn from_metadata(metadata: &std::collections::HashMap<String, String>) -> Option<Self> {
+        serde_json::from_str(metadata.get(CALIBRATION_KEY)?).ok()
     }
 }

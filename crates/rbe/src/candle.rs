@@ -58,6 +58,36 @@ pub fn ggml_roundtrip(data: &[f32], dtype: GgmlDType) -> Result<Vec<f32>, Candle
     Ok(q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
+/// [`ggml_roundtrip`] with an importance matrix, as llama.cpp's `--imatrix` quantisation does:
+/// `importance[c]` weighs the error of column `c` of a row-major matrix with `cols` columns
+/// (llama.cpp uses the mean squared activation of input `c` on calibration text).
+///
+/// Rows are grouped so that a quantiser row spans whole matrix rows and whole blocks
+/// (`lcm(cols, block)` values, the importance repeated to match); only the k-quants candle
+/// implements imatrix quantisation for (Q2_K .. Q6_K) are accepted.
+pub fn ggml_roundtrip_imatrix(
+    data: &[f32],
+    cols: usize,
+    importance: &[f32],
+    dtype: GgmlDType,
+) -> Result<Vec<f32>, CandleError> {
+    let block = dtype.block_size();
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let row = if cols == 0 { 0 } else { cols / gcd(cols, block) * block };
+    if row == 0 || importance.len() != cols || data.is_empty() || !data.len().is_multiple_of(row) {
+        return Err(CandleError::Blocks { len: data.len(), dtype, block });
+    }
+    let weights: Vec<f32> = importance.iter().copied().cycle().take(row).collect();
+    let t = Tensor::from_slice(data, (data.len() / row, row), &Device::Cpu)?;
+    let q = QTensor::quantize_imatrix(&t, &weights, dtype)?;
+    Ok(q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
 /// A linear layer `y = x W^T + b` over a compressed weight matrix, usable as `candle_nn::Module`.
 ///
 /// `Send + Sync`; the weight stays compressed (see [`RbeCandleLinear::resident_bytes`]).

@@ -76,6 +76,19 @@ impl Model {
         &self.shards
     }
 
+    /// The calibration the model was encoded with (`rbe.calibration`), if any: the calibration
+    /// file's checksum, each covered tensor's relative output error, the tensors it did not cover.
+    pub fn calibration(&self) -> Option<rbe_format::CalibrationRecord> {
+        let mut records =
+            self.shards.iter().filter_map(|s| rbe_format::CalibrationRecord::from_metadata(s.file.metadata()));
+        let mut all = records.next()?;
+        for r in records {
+            all.output_rel_rmse.extend(r.output_rel_rmse);
+            all.uncovered.extend(r.uncovered);
+        }
+        Some(all)
+    }
+
     /// Every entry, shard by shard, each in file order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
         self.shards.iter().flat_map(|s| s.file.entries().iter().map(|(n, e)| (n.as_str(), e)))
@@ -121,7 +134,19 @@ impl Model {
     /// The model's report: bits per weight per tensor (one definition, [`rbe_format::report`]) and
     /// totals counted from the real file sizes. Reads headers only; no block is decoded.
     pub fn report(&self) -> ModelReport {
-        let tensors = self.entries().map(|(n, e)| TensorReport::of_entry(n, e)).collect();
+        let output_errors: std::collections::BTreeMap<String, f64> = self
+            .shards
+            .iter()
+            .filter_map(|s| rbe_format::CalibrationRecord::from_metadata(s.file.metadata()))
+            .flat_map(|r| r.output_rel_rmse)
+            .collect();
+        let tensors = self
+            .entries()
+            .map(|(n, e)| TensorReport {
+                output_rel_rmse: output_errors.get(n).copied(),
+                ..TensorReport::of_entry(n, e)
+            })
+            .collect();
         ModelReport::new(self.path.display().to_string(), self.file_bytes(), tensors)
     }
 }
