@@ -97,7 +97,7 @@ impl Bert {
         mut linear: impl FnMut(&str) -> Result<Linear, E>,
     ) -> Result<Self, E> {
         let h = cfg.hidden_size;
-        if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             return Err(BertError::Config(format!(
                 "hidden_size {h} is not a multiple of num_attention_heads {}",
                 cfg.num_attention_heads
