@@ -62,7 +62,6 @@ pub fn run(a: &CalibrateArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(one_line(&e.to_string())))?;
     calibration.write(&a.output, &inputs).map_err(|e| anyhow::anyhow!(one_line(&e.to_string())))?;
     let secs = t.elapsed().as_secs_f64();
-    let (lo, median, hi) = spread(&calibration);
     if a.json {
         let tensors: serde_json::Map<String, serde_json::Value> = calibration
             .tensors
@@ -86,13 +85,13 @@ pub fn run(a: &CalibrateArgs) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        let sens = match (lo, median, hi) {
-            (Some((lo_n, lo)), Some(m), Some((hi_n, hi))) => format!(
-                "; sensitivity min {lo:.4} ({}), median {m:.4}, max {hi:.4} ({})",
+        let sens = match spread(&calibration) {
+            Some(Spread { min: (lo_n, lo), median, max: (hi_n, hi) }) => format!(
+                "; sensitivity min {lo:.4} ({}), median {median:.4}, max {hi:.4} ({})",
                 one_line(lo_n),
                 one_line(hi_n)
             ),
-            _ => String::new(),
+            None => String::new(),
         };
         eprintln!(
             "wrote {}: {} Linears, {} samples, {} tokens{sens}; {secs:.1} s (record {:.1} s, probe {:.1} s)",
@@ -107,14 +106,19 @@ pub fn run(a: &CalibrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The least and most sensitive tensors and the median sensitivity, when probed.
-fn spread(c: &Calibration) -> (Option<(&str, f64)>, Option<f64>, Option<(&str, f64)>) {
+/// The least and most sensitive tensors and the median sensitivity.
+struct Spread<'a> {
+    min: (&'a str, f64),
+    median: f64,
+    max: (&'a str, f64),
+}
+
+/// The spread of the probed sensitivities (none when nothing was probed).
+fn spread(c: &Calibration) -> Option<Spread<'_>> {
     let mut s: Vec<(&str, f64)> =
         c.tensors.iter().filter_map(|(n, t)| t.sensitivity.map(|v| (n.as_str(), v))).collect();
     s.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let median = (!s.is_empty()).then(|| {
-        let m = s.len() / 2;
-        if s.len() % 2 == 1 { s[m].1 } else { (s[m - 1].1 + s[m].1) / 2.0 }
-    });
-    (s.first().copied(), median, s.last().copied())
+    let m = s.len() / 2;
+    let median = if s.len() % 2 == 1 { s[m].1 } else { (s.get(m.wrapping_sub(1))?.1 + s[m].1) / 2.0 };
+    Some(Spread { min: *s.first()?, median, max: *s.last()? })
 }
