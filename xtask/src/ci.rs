@@ -22,7 +22,8 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 /// The facade's feature sets whose API docs must build without a warning (broken links, missing docs).
-const DOC_FEATURE_SETS: &[&str] = &["", "cpu", "encode", "gpu", "candle", "bench", "cpu,gpu,encode,candle,bench"];
+const DOC_FEATURE_SETS: &[&str] =
+    &["", "cpu", "encode", "gpu", "candle", "bench", "calibrate", "cpu,gpu,encode,candle,bench,calibrate"];
 
 /// `cargo doc` with warnings denied: the whole workspace with default features, then the facade
 /// under each feature set on its own (a link that only resolves with another feature on fails here).

@@ -9,8 +9,6 @@
 //! (`fixtures/minilm/sentences.txt` is the calibration set and is not scored). Writes
 //! `target/reports/minilm.md` and `target/reports/minilm-rd.svg`.
 
-mod bert;
-
 use anyhow::{Context, anyhow};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
@@ -19,6 +17,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use rayon::prelude::*;
 use rbe::DecodeMode;
 use rbe::TensorReport;
+use rbe::calibrate::bert;
 use rbe::candle::{RbeCandleLinear, ggml_bits_per_weight, ggml_roundtrip};
 use rbe::encode::{EncodeSettings, Profile, Target, encode_tensor};
 use rbe::format::EncodedTensor;
@@ -248,7 +247,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     }];
 
     // The compact forward must agree with candle-transformers on the original weights.
-    let compact_orig = bert::Bert::new(&base, &cfg, |p| {
+    let compact_orig = bert::Bert::new::<anyhow::Error>(&base, &cfg, |p| {
         let w = base[&format!("{p}.weight")].clone();
         let b = base.get(&format!("{p}.bias")).cloned();
         Ok(Box::new(candle_nn::Linear::new(w, b)) as bert::Linear)
@@ -332,7 +331,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         let t = Instant::now();
         let by_name: HashMap<&str, &EncodedTensor> = tensors.iter().map(|t| (t.name(), t)).collect();
         let mut resident = 0usize;
-        let model = bert::Bert::new(&base, &cfg, |p| {
+        let model = bert::Bert::new::<anyhow::Error>(&base, &cfg, |p| {
             let enc =
                 by_name.get(format!("{p}.weight").as_str()).with_context(|| format!("no encoded `{p}.weight`"))?;
             let layer = RbeCandleLinear::new(enc, base.get(&format!("{p}.bias")), DecodeMode::DctDirect)?;
@@ -414,7 +413,7 @@ fn render(rows: &[Row], sentences: &[String], compact_mean: f64, compact_min: f6
     let _ = writeln!(s, "\nCompressed inference:\n");
     let _ = writeln!(
         s,
-        "- The compact BERT forward (`xtask/src/minilm_eval/bert.rs`, `dyn Module` Linears) against \
+        "- The compact BERT forward (`rbe::calibrate::bert`, `dyn Module` Linears) against \
          candle-transformers' `BertModel` on the original weights: cosine mean {compact_mean:.8}, min {compact_min:.8}."
     );
     s.push_str(notes);

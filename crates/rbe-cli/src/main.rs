@@ -5,6 +5,7 @@
 
 mod analyze;
 mod bench;
+mod calibrate;
 mod decode;
 mod demo;
 mod encode;
@@ -40,6 +41,8 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Benchmark the CPU decode modes against dense f32 and candle's quantised matmuls.
     Bench(bench::BenchArgs),
+    /// Run a BERT-family model on calibration text: per Linear weight, H = X^T X, tokens, sensitivity.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// `rbe decode FILE -o OUT.safetensors [--dtype source|f32|f16|bf16]`
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Analyze(a) => analyze::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

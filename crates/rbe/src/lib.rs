@@ -10,7 +10,10 @@
 //! - `candle`: module `candle` — `RbeCandleLinear`, a `candle_nn::Module` computed from the
 //!   compressed form, and GGUF round trips for comparisons;
 //! - `bench`: module `bench` — timing loop, cold copies, dense and candle baselines, synthetic
-//!   matrices, the CPU and GPU benchmark runs of `rbe bench`.
+//!   matrices, the CPU and GPU benchmark runs of `rbe bench`;
+//! - `calibrate`: module `calibrate` — a compact candle BERT, `CaptureLinear` (records what any
+//!   candle Linear sees into the calibration file), sensitivity probing, and the whole
+//!   `rbe calibrate` run on a BERT-family model.
 //!
 //! (Items behind a feature are named here without links, so these docs build for every feature
 //! set; `cargo xtask doc` checks each one.)
@@ -27,6 +30,8 @@ pub mod model;
 
 #[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "calibrate")]
+pub mod calibrate;
 #[cfg(feature = "candle")]
 pub mod candle;
 
