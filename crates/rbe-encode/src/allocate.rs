@@ -19,11 +19,12 @@ use crate::settings::EncodeSettings;
 use crate::tensor::{EncodedOutput, Prepped, RdPoint, TensorOptions};
 use rbe_format::{EncodeStats, SourceDtype, TensorDesc, TensorReport};
 
-/// Steps measured per tensor, relative to its standard deviation: `2^(k/2)` for `k` within this
-/// many half-octaves of the step a Gaussian tensor would take at the asked rate (+-2 bits).
-const LADDER_HALF_WIDTH: i32 = 4;
+/// Steps measured per tensor, relative to its standard deviation: `2^k` for `k` within this many
+/// octaves of the step a Gaussian tensor would take at the asked rate (+-2 bits); between them
+/// the curve is interpolated in log-log (bits and log-error are near linear in log-step there).
+const LADDER_HALF_WIDTH: i32 = 2;
 /// Candidate steps per tensor between two measured ones when allocating.
-const SUBSTEPS: usize = 8;
+const SUBSTEPS: usize = 16;
 
 /// One tensor's curve and its weight in the objective.
 #[derive(Debug, Clone)]
@@ -71,10 +72,10 @@ pub(crate) fn measure_curve(
     bpw: f64,
 ) -> Result<TensorCurve, EncodeError> {
     let scale = if std > 0.0 { std } else { 1.0 };
-    let centre = (2.0 * (2.05 - bpw)).round().clamp(-40.0, 8.0) as i32;
+    let centre = (2.05 - bpw).round().clamp(-20.0, 4.0) as i32;
     let mut points = Vec::new();
     for k in centre - LADDER_HALF_WIDTH..=centre + LADDER_HALF_WIDTH {
-        let p = prep.rd_point(scale * 2f64.powf(f64::from(k) / 2.0))?;
+        let p = prep.rd_point(scale * 2f64.powi(k))?;
         // Steps below the smallest representable collapse onto it: keep one.
         if points.last().is_none_or(|q: &RdPoint| q.step < p.step) {
             points.push(p);

@@ -100,12 +100,9 @@ pub fn quadratic_trace(h: &[f32], n: usize, m: &[f32]) -> f64 {
         .map(|row| {
             let mut total = 0f64;
             for (i, &ri) in row.iter().enumerate() {
-                if ri == 0.0 {
-                    continue;
+                if ri != 0.0 {
+                    total += f64::from(ri) * crate::kernels::dot_f32(&h[i * n..(i + 1) * n], row);
                 }
-                let hrow = &h[i * n..(i + 1) * n];
-                let dot: f64 = hrow.iter().zip(row).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-                total += f64::from(ri) * dot;
             }
             total
         })

@@ -12,6 +12,7 @@
 //! tensor), so nothing changes for decoders.
 
 use crate::calibration::TensorCalibration;
+use crate::kernels::{axpy, dot_f64 as dot};
 use rayon::prelude::*;
 use rbe_format::codec::transform_matrix;
 use rbe_format::{BlockGrid, Transform};
@@ -67,17 +68,20 @@ impl GptqPlan {
                         }
                     }
                 }
-                // T = M hb M^T.
+                // T = M hb M^T, as (M (M hb^T)^T)... with rows contiguous: t1 = hb M^T
+                // (rows of hb against rows of M), then T = M t1 (rows of M against columns of t1,
+                // i.e. rows of t1^T).
                 let mut t1 = vec![0f64; b * b];
-                for j in 0..b {
-                    for q in 0..b {
-                        t1[j * b + q] = (0..b).map(|p| m[j * b + p] * hb[p * b + q]).sum();
+                for p in 0..b {
+                    for k in 0..b {
+                        t1[k * b + p] = dot(&hb[p * b..(p + 1) * b], &m[k * b..(k + 1) * b]);
                     }
                 }
+                // t1 now holds (hb M^T)^T: row k = column k of hb M^T.
                 let mut t = vec![0f64; b * b];
                 for j in 0..b {
                     for k in 0..b {
-                        t[j * b + k] = (0..b).map(|q| t1[j * b + q] * m[k * b + q]).sum();
+                        t[j * b + k] = dot(&m[j * b..(j + 1) * b], &t1[k * b..(k + 1) * b]);
                     }
                 }
                 t
@@ -226,29 +230,6 @@ fn cholesky(mut a: Vec<f64>, n: usize) -> Option<Vec<f64>> {
         });
     }
     Some(a)
-}
-
-/// `sum a[i] * b[i]` with eight independent accumulators (so it vectorises).
-#[inline]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f64>() + tail
-}
-
-/// `y += alpha * x`.
-#[inline]
-fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yv, &xv) in y.iter_mut().zip(x) {
-        *yv += alpha * xv;
-    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod calibration;
 pub mod error;
 pub mod fit;
 mod gptq;
+mod kernels;
 pub mod model;
 pub mod profile;
 pub mod rate;
