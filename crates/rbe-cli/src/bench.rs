@@ -133,7 +133,17 @@ fn gpu_report(a: &BenchArgs, tensor: &EncodedTensor) -> Result<Report> {
 }
 
 fn print_table(r: &Report) {
-    println!(
+    print!("{}", table(r));
+}
+
+/// The human-readable report: the run's settings, the resident size beside the file's, the DRAM
+/// read bandwidth, then one line per method.
+fn table(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let bpw = |v: Option<f64>| v.map_or_else(dash, |v| format!("{v:.3}"));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "shape {}x{}  batch {}  threads {}  rbe isa {}  candle built with avx2: {}  stream {} B  resident {} B ({:.2}x)  rel_rmse {:.4}",
         r.shape[0],
         r.shape[1],
@@ -146,26 +156,51 @@ fn print_table(r: &Report) {
         r.resident_bytes as f64 / r.stream_bytes.max(1) as f64,
         r.rel_rmse
     );
-    println!(
-        "{:<24} {:<5} {:>12} {:>10} {:>12} {:>9}",
-        "method", "cache", "median_us", "max_err", "bytes_read", "vs dense"
+    let _ = writeln!(
+        out,
+        "bits per weight: file {}  resident {} ({})",
+        bpw(r.file_bits_per_weight),
+        bpw(r.resident_bits_per_weight),
+        if r.rbe_isa == "gpu" { "the uploaded stream" } else { "the dct-direct layer: weights + descriptors" }
+    );
+    match (r.dram_read_gbs, r.dram_probe_bytes) {
+        (Some(g), Some(b)) => {
+            let _ = writeln!(
+                out,
+                "DRAM read {g:.1} GB/s ({} threads, best of {} passes over {} MiB); %DRAM = GB/s / that",
+                r.threads,
+                rbe::bench::dram::PROBE_PASSES,
+                b >> 20
+            );
+        }
+        _ => out.push_str("DRAM read: not measured (GPU rows stream device memory)\n"),
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<5} {:>12} {:>10} {:>12} {:>8} {:>6} {:>9}",
+        "method", "cache", "median_us", "max_err", "bytes/call", "GB/s", "%DRAM", "vs dense"
     );
     for row in &r.results {
-        println!(
-            "{:<24} {:<5} {:>12} {:>10} {:>12} {:>9}  {}",
+        let line = format!(
+            "{:<24} {:<5} {:>12} {:>10} {:>12} {:>8} {:>6} {:>9}  {}",
             row.method,
             row.cache,
             finite(row.median_us).map_or_else(dash, |v| format!("{v:.1}")),
             finite(row.max_rel_err).map_or_else(dash, |v| format!("{v:.2e}")),
-            row.bytes_read,
+            row.bytes_per_call.map_or_else(dash, |v| v.to_string()),
+            row.gbs.and_then(finite).map_or_else(dash, |v| format!("{v:.1}")),
+            row.dram_fraction.and_then(finite).map_or_else(dash, |v| format!("{:.0}%", 100.0 * v)),
             vs_dense(r, row).map_or_else(dash, |v| format!("{v:.2}x")),
             row.note.as_deref().unwrap_or("")
         );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     if !r.cache_study.is_empty() {
-        println!("cache study, 384x384 (36 blocks), Full mode:");
+        out.push_str("cache study, 384x384 (36 blocks), Full mode:\n");
         for c in &r.cache_study {
-            println!(
+            let _ = writeln!(
+                out,
                 "  cache {:>2} blocks: hit rate {:>5.1}%  {:>9.1} us/forward",
                 c.cache_blocks,
                 100.0 * c.hit_rate,
@@ -173,6 +208,7 @@ fn print_table(r: &Report) {
             );
         }
     }
+    out
 }
 
 fn finite(v: f64) -> Option<f64> {
@@ -245,7 +281,7 @@ mod tests {
     use super::*;
 
     fn row(method: &str, median_us: f64) -> Row {
-        Row { method: method.into(), cache: "hot", median_us, max_rel_err: 0.0, bytes_read: 0, note: None }
+        Row::new(method, "hot", median_us, 0.0, 1000, Some(1000), None)
     }
 
     fn report(results: Vec<Row>) -> Report {
@@ -257,6 +293,10 @@ mod tests {
             candle_avx2_build: false,
             stream_bytes: 1,
             resident_bytes: 1,
+            resident_bits_per_weight: None,
+            file_bits_per_weight: None,
+            dram_read_gbs: None,
+            dram_probe_bytes: None,
             rel_rmse: 0.05,
             results,
             cache_study: Vec::new(),
@@ -272,5 +312,31 @@ mod tests {
         assert_eq!(vs_dense(&cpu, &cpu.results[1]), None, "a skipped method has no ratio");
         let no_dense = report(vec![row("rbe_dct_direct", 10.0)]);
         assert_eq!(vs_dense(&no_dense, &no_dense.results[0]), None);
+    }
+
+    #[test]
+    fn the_table_prints_the_dram_figure_once_and_dashes_what_is_missing() {
+        let mut r = report(vec![
+            Row::new("rbe_dct_direct", "cold", 100.0, 0.0, 900_000, Some(1_000_000), None),
+            Row::new("candle_q4_k", "hot", f64::NAN, f64::NAN, 0, None, Some("skipped".into())),
+        ]);
+        r.rbe_isa = "avx2";
+        r.dram_read_gbs = Some(20.0);
+        r.dram_probe_bytes = Some(256 << 20);
+        r.file_bits_per_weight = Some(4.05);
+        r.resident_bits_per_weight = Some(5.7);
+        r.fill_rates();
+        let t = table(&r);
+        assert_eq!(t.matches("DRAM read").count(), 1, "{t}");
+        assert!(t.contains("DRAM read 20.0 GB/s (1 threads, best of 5 passes over 256 MiB)"), "{t}");
+        assert!(t.contains("bits per weight: file 4.050  resident 5.700"), "{t}");
+        let direct: Vec<&str> =
+            t.lines().find(|l| l.starts_with("rbe_dct_direct")).unwrap().split_whitespace().collect();
+        assert_eq!(direct[4..7], ["1000000", "10.0", "50%"], "{t}");
+        let skipped: Vec<&str> = t.lines().find(|l| l.starts_with("candle_q4_k")).unwrap().split_whitespace().collect();
+        assert_eq!(skipped[2..8], ["-", "-", "-", "-", "-", "-"], "{t}");
+        r.dram_read_gbs = None;
+        r.rbe_isa = "gpu";
+        assert!(table(&r).contains("DRAM read: not measured"));
     }
 }

@@ -2,33 +2,85 @@
 //! encoder recorded, as a human table or as one JSON object (`--json`, [`rbe::ModelReport`]).
 //! Reads only the container header and metadata: no block is decoded. The default table fits 100
 //! columns (the longest names lose their middle to an ellipsis); `--wide` prints every field.
+//!
+//! `--resident` also builds each compressed tensor's direct-mode layer (the form `rbe::Layer`
+//! multiplies from) and prints its resident size, `res_bpw = 8 * resident bytes / weights`
+//! (weights and block descriptors), beside the file's bpw. That costs about what `rbe verify` does
+//! (every block is read), so it is asked for; in `--json` the per-tensor `resident_bytes` and
+//! `resident_bits_per_weight` are null without it and for verbatim tensors.
 
-use crate::verify::{one_line, open_model, shorten};
-use rbe::{ModelReport, TensorReport};
+use crate::verify::{cli_error, one_line, open_model, shorten};
+use rayon::prelude::*;
+use rbe::{Backend, Layer, Mode, Model, ModelReport, TensorReport};
 use std::fmt::Write as _;
 
-/// Runs `rbe inspect FILE [--json]`.
+/// Runs `rbe inspect FILE [--json|--wide] [--resident]`.
 pub fn run(args: &crate::InspectArgs) -> anyhow::Result<()> {
     let model = open_model(&args.input)?;
     let report = model.report();
+    let resident = if args.resident { Some(resident_bytes(&model, &report)?) } else { None };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(tensors) = v.get_mut("tensors").and_then(|t| t.as_array_mut()) {
+            for (i, t) in tensors.iter_mut().enumerate() {
+                let (bytes, bpw) = match resident.as_ref().and_then(|r| r[i]) {
+                    Some(b) => (Some(b), resident_bpw(&report.tensors[i], b)),
+                    None => (None, None),
+                };
+                if let Some(obj) = t.as_object_mut() {
+                    obj.insert("resident_bytes".into(), serde_json::json!(bytes));
+                    obj.insert("resident_bits_per_weight".into(), serde_json::json!(bpw));
+                }
+            }
+        }
+        println!("{}", serde_json::to_string(&v)?);
     } else {
         let columns = if args.wide { Columns::Wide } else { Columns::Narrow(NARROW_WIDTH) };
-        print!("{}", Table(&report).render(&one_line(&args.input.display().to_string()), columns));
+        let table = Table { report: &report, resident: resident.as_deref() };
+        print!("{}", table.render(&one_line(&args.input.display().to_string()), columns));
     }
     Ok(())
 }
 
+/// Resident bytes of each compressed tensor's direct-mode CPU layer (weights and block
+/// descriptors), in report order; `None` for verbatim tensors. Tensors are built in parallel.
+fn resident_bytes(model: &Model, report: &ModelReport) -> anyhow::Result<Vec<Option<u64>>> {
+    report
+        .tensors
+        .par_iter()
+        .map(|t| {
+            if !t.compressed {
+                return Ok(None);
+            }
+            let tensor = model.tensor(&t.name).map_err(cli_error)?;
+            let layer = Layer::with_mode(&tensor, None, Backend::Cpu, Mode::DctDirect)
+                .map_err(|e| cli_error(rbe::Error::from(e)))?;
+            Ok(Some(layer.resident_bytes() as u64))
+        })
+        .collect()
+}
+
+/// `8 * resident / weights` of a tensor.
+fn resident_bpw(t: &TensorReport, resident: u64) -> Option<f64> {
+    t.elements().and_then(|n| rbe::report::bits_per_weight(resident, n))
+}
+
 /// The human-readable form of a report.
-struct Table<'a>(&'a ModelReport);
+struct Table<'a> {
+    report: &'a ModelReport,
+    /// Resident bytes per tensor (`--resident`), in report order.
+    resident: Option<&'a [Option<u64>]>,
+}
 
 /// Columns of the default table.
 const NARROW_WIDTH: usize = 100;
 
 /// The fields of the default table (indices into `HEADERS`): name, shape, how it is stored,
-/// bytes, bits per weight, relative RMSE.
-const NARROW: [usize; 6] = [0, 1, 2, 3, 4, 14];
+/// bytes, bits per weight, resident bits per weight (with `--resident`), relative RMSE.
+const NARROW: [usize; 7] = [0, 1, 2, 3, 4, 5, 15];
+
+/// Index of the resident bits-per-weight column, dropped without `--resident`.
+const RESIDENT_COLUMN: usize = 5;
 
 /// Which table.
 #[derive(Clone, Copy)]
@@ -41,12 +93,13 @@ enum Columns {
 
 impl Table<'_> {
     fn render(&self, file_name: &str, columns: Columns) -> String {
-        const HEADERS: [&str; 17] = [
+        const HEADERS: [&str; 18] = [
             "tensor",
             "shape",
             "stored",
             "bytes",
             "bpw",
+            "res_bpw",
             "block",
             "xform",
             "layout",
@@ -61,18 +114,26 @@ impl Table<'_> {
             "sparse/dense",
         ];
         // Numeric columns are right-aligned.
-        const RIGHT: [bool; 17] = [
-            false, false, false, true, true, true, false, false, false, false, false, false, true, true, true, true,
-            true,
+        const RIGHT: [bool; 18] = [
+            false, false, false, true, true, true, true, false, false, false, false, false, false, true, true, true,
+            true, true,
         ];
-        let keep: Vec<usize> = match columns {
+        let mut keep: Vec<usize> = match columns {
             Columns::Wide => (0..HEADERS.len()).collect(),
             Columns::Narrow(_) => NARROW.to_vec(),
         };
+        if self.resident.is_none() {
+            keep.retain(|&i| i != RESIDENT_COLUMN);
+        }
         let pick = |row: Vec<String>| -> Vec<String> { keep.iter().map(|&i| row[i].clone()).collect() };
         let header: Vec<String> = pick(HEADERS.iter().map(|h| (*h).to_owned()).collect());
         let right: Vec<bool> = keep.iter().map(|&i| RIGHT[i]).collect();
-        let mut cells: Vec<Vec<String>> = self.0.tensors.iter().map(|t| pick(row_cells(t))).collect();
+        let mut cells: Vec<Vec<String>> = (self.report.tensors.iter().enumerate())
+            .map(|(i, t)| {
+                let resident = self.resident.and_then(|r| r[i]).and_then(|b| resident_bpw(t, b));
+                pick(row_cells(t, resident))
+            })
+            .collect();
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for row in &cells {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -109,11 +170,11 @@ impl Table<'_> {
             out.push_str(line.trim_end());
             out.push('\n');
         }
-        let t = &self.0.totals;
+        let t = &self.report.totals;
         let _ = writeln!(
             out,
             "\n{file_name}: {} bytes, {} tensors ({} compressed, {} verbatim)",
-            self.0.file_bytes, t.tensors, t.compressed, t.verbatim,
+            self.report.file_bytes, t.tensors, t.compressed, t.verbatim,
         );
         let _ = writeln!(
             out,
@@ -122,7 +183,19 @@ impl Table<'_> {
             t.bytes,
             fmt_opt(t.bits_per_weight, |v| format!("{v:.3}")),
         );
+        if let Some(r) = self.resident {
+            let bytes: u64 = r.iter().flatten().sum();
+            let _ = writeln!(
+                out,
+                "resident: {} bytes for those weights = {} bits per weight",
+                bytes,
+                fmt_opt(rbe::report::bits_per_weight(bytes, t.weights), |v| format!("{v:.3}")),
+            );
+        }
         out.push_str("per tensor: bpw = 8 x (stored bytes + its header entries) / weights\n");
+        if self.resident.is_some() {
+            out.push_str("res_bpw = 8 x (the direct-mode layer's resident weights + descriptors) / weights\n");
+        }
         out
     }
 }
@@ -138,7 +211,7 @@ fn shape_text(shape: &[u64]) -> String {
     shape.iter().map(u64::to_string).collect::<Vec<_>>().join("x")
 }
 
-fn row_cells(row: &TensorReport) -> Vec<String> {
+fn row_cells(row: &TensorReport, resident_bpw: Option<f64>) -> Vec<String> {
     let opt = |v: &Option<String>| v.as_deref().map(one_line).unwrap_or_else(|| "-".to_owned());
     let mut cells = vec![
         one_line(&row.name),
@@ -146,6 +219,7 @@ fn row_cells(row: &TensorReport) -> Vec<String> {
         if row.compressed { "rbe".to_owned() } else { format!("verbatim {}", one_line(&row.dtype)) },
         row.stream_bytes.to_string(),
         fmt_opt(row.bits_per_weight, |v| format!("{v:.3}")),
+        fmt_opt(resident_bpw, |v| format!("{v:.3}")),
     ];
     if row.compressed {
         cells.extend([

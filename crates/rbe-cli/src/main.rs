@@ -73,6 +73,11 @@ pub struct InspectArgs {
     /// Every field (settings, cache, rmse, mean K, block kinds); the default table fits 100 columns.
     #[arg(long, conflicts_with = "json")]
     pub wide: bool,
+    /// Also build each compressed tensor's direct-mode layer and print its resident bits per
+    /// weight (`res_bpw`; `resident_bits_per_weight` in --json): reads every block, about as long
+    /// as `rbe verify`.
+    #[arg(long)]
+    pub resident: bool,
 }
 
 /// `rbe verify FILE`

@@ -242,6 +242,17 @@ impl RbeLinear {
         }
     }
 
+    /// Bytes of the per-block descriptors the direct modes read on every product besides
+    /// [`Self::bytes_per_call`] (0 for `Full`, which keeps none).
+    pub fn descriptor_bytes(&self) -> usize {
+        match &self.state {
+            ModeState::Direct(r) | ModeState::Q8(r) | ModeState::Progressive(r, _) | ModeState::SparseMask(r, _) => {
+                r.descriptor_bytes()
+            }
+            ModeState::Full(_) => 0,
+        }
+    }
+
     /// Progressive coarse bound `E`: `||y_coarse - y_full||_2 <= E * ||x||_2` for every input
     /// (`E` is the Frobenius norm bound of the dropped low bits: each dense coefficient moves by at
     /// most `step * (2^L - 1) / 2`, the transform is orthonormal). Zero outside progressive mode.

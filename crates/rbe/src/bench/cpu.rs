@@ -1,6 +1,7 @@
 //! The CPU benchmark: every CPU mode of the backend-neutral [`Layer`] against dense f32 and
 //! candle's `QMatMul` (Q8_0, Q4_0, Q4_K), hot (same weights again and again) and cold (cycling
-//! through >= 1 GiB of weight copies so every call streams from DRAM), plus the decode-cache study.
+//! through >= 1 GiB of weight copies so every call streams from DRAM), plus the decode-cache study,
+//! after a DRAM read-bandwidth probe on the same threads ([`super::dram`]).
 //!
 //! RBE methods and `dense_f32` are compared with the *decoded* weights; candle's quantised methods
 //! with the original f32 weights (synthetic runs; for files, the decoded weights stand in).
@@ -66,8 +67,23 @@ pub fn inputs(batch: usize, cols: usize) -> Vec<f32> {
     noise_matrix(batch, cols, 99, BENCH_STD).iter().map(|v| v * 20.0).collect()
 }
 
-fn row(method: &str, cache: &'static str, median_us: f64, err: f64, bytes: usize, note: Option<String>) -> Row {
-    Row { method: method.to_owned(), cache, median_us, max_rel_err: err, bytes_read: bytes, note }
+/// A row that streams `bytes` (weights) plus `extra` (descriptors) per call.
+fn row(
+    method: &str,
+    cache: &'static str,
+    median_us: f64,
+    err: f64,
+    bytes: usize,
+    extra: usize,
+    note: Option<String>,
+) -> Row {
+    Row::new(method, cache, median_us, err, bytes, Some(bytes + extra), note)
+}
+
+/// Bytes of `layer`'s per-block descriptors, which every direct-mode call reads besides the
+/// weights.
+fn descriptor_bytes(layer: &Layer) -> usize {
+    layer.as_cpu().map_or(0, rbe_cpu::RbeLinear::descriptor_bytes)
 }
 
 /// Runs the CPU benchmark on the current rayon pool. `original`: the weights before encoding,
@@ -79,6 +95,7 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
     let x = inputs(nb, cols);
     let y_dec = gemm_f64(&decoded, rows, cols, &x, nb);
     let threads = rayon::current_num_threads();
+    let dram = super::dram::probe();
     let mut results = Vec::new();
 
     // dense f32
@@ -88,11 +105,11 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
     let bytes = 4 * rows * cols;
     let note = Some(dense_f32_note(nb));
     let hot = median_us(secs, |_| dense_f32(&decoded, rows, cols, &x, nb, &mut y, threads));
-    results.push(row("dense_f32", "hot", hot, err, bytes, note.clone()));
+    results.push(row("dense_f32", "hot", hot, err, bytes, 0, note.clone()));
     let ws: Vec<Vec<f32>> = (0..cold_copies(bytes)).map(|_| decoded.clone()).collect();
     let cold = median_us(secs, |i| dense_f32(&ws[i % ws.len()], rows, cols, &x, nb, &mut y, threads));
     drop(ws);
-    results.push(row("dense_f32", "cold", cold, err, bytes, note));
+    results.push(row("dense_f32", "cold", cold, err, bytes, 0, note));
 
     // RBE modes through the backend-neutral layer
     let all = o.modes == ModeSet::All;
@@ -118,16 +135,19 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
         }
         l.forward_batch_into(&x, nb, &mut y)?;
         let err = max_rel_err(&y, &y_dec);
-        let bytes = l.bytes_per_call();
+        let (bytes, desc) = (l.bytes_per_call(), descriptor_bytes(&l));
         let note = (mode == Mode::ProgressiveCoarse).then(|| format!("bound E*|x| = {:.3e}", l.coarse_error_bound()));
         let hot = median_us(secs, |_| drop(l.forward_batch_into(&x, nb, &mut y)));
-        results.push(row(name, "hot", hot, err, bytes, note.clone()));
+        results.push(row(name, "hot", hot, err, bytes, desc, note.clone()));
         let mut layers = vec![l];
         while layers.len() < cold_copies(layers[0].resident_bytes()) {
             layers.push(layer(mode)?);
         }
         let cold = median_us(secs, |i| drop(layers[i % layers.len()].forward_batch_into(&x, nb, &mut y)));
-        results.push(row(name, "cold", cold, err, bytes, note));
+        results.push(row(name, "cold", cold, err, bytes, desc, note));
+    }
+    if resident == 0 {
+        resident = layer(Mode::DctDirect)?.resident_bytes();
     }
     if all || o.modes == ModeSet::Full {
         let (b, n_blocks) = (tensor.config().block, tensor.block_count());
@@ -136,7 +156,8 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
         warm.forward_batch_into(&x, nb, &mut y)?;
         let err = max_rel_err(&y, &y_dec);
         let hot = median_us(secs, |_| drop(warm.forward_batch_into(&x, nb, &mut y)));
-        results.push(row("rbe_full_warm", "hot", hot, err, 4 * b * b * n_blocks, Some("every block cached".into())));
+        let note = Some("every block cached".to_owned());
+        results.push(row("rbe_full_warm", "hot", hot, err, 4 * b * b * n_blocks, 0, note));
         // Cold: the cache emptied before each call, so every call decodes every block it needs.
         let cold_layer = layer(Mode::Decode)?;
         let cpu = cold_layer.as_cpu().expect("a CPU layer");
@@ -145,7 +166,7 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
             drop(cold_layer.forward_batch_into(&x, nb, &mut y))
         });
         let note = "cache emptied before each call: every block decoded".to_owned();
-        results.push(row("rbe_full_cold", "cold", cold, err, cold_layer.bytes_per_call(), Some(note)));
+        results.push(row("rbe_full_cold", "cold", cold, err, cold_layer.bytes_per_call(), 0, Some(note)));
     }
 
     if o.candle {
@@ -155,7 +176,7 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
         Some(rel) => cache_study(rel, secs)?,
         None => Vec::new(),
     };
-    Ok(BenchReport {
+    let mut report = BenchReport {
         shape: [rows, cols],
         threads,
         batch: nb,
@@ -163,10 +184,16 @@ pub fn run(tensor: &EncodedTensor, original: Option<&[f32]>, o: &CpuBench) -> Re
         candle_avx2_build: cfg!(target_feature = "avx2"),
         stream_bytes: tensor.runtime_bytes() + 4,
         resident_bytes: resident,
+        resident_bits_per_weight: crate::report::bits_per_weight(resident as u64, (rows * cols) as u64),
+        file_bits_per_weight: crate::report::TensorReport::of_tensor(tensor).bits_per_weight,
+        dram_read_gbs: Some(dram.gbs),
+        dram_probe_bytes: Some(dram.bytes),
         rel_rmse: tensor.stats().rel_rmse,
         results,
         cache_study,
-    })
+    };
+    report.fill_rates();
+    Ok(report)
 }
 
 /// candle's Q8_0, Q4_0 and Q4_K products of the reference weights, hot and cold.
@@ -185,7 +212,7 @@ fn candle_rows(
     {
         if !cols.is_multiple_of(dt.block_size()) {
             let note = Some(format!("skipped: cols not a multiple of {}", dt.block_size()));
-            results.push(row(name, "hot", f64::NAN, f64::NAN, 0, note));
+            results.push(Row::new(name, "hot", f64::NAN, f64::NAN, 0, None, note));
             continue;
         }
         let mm = CandleQuantised::new(w, rows, cols, dt)?;
@@ -194,13 +221,13 @@ fn candle_rows(
         let err = max_rel_err(&mm.forward_vec(&xt)?, &y_orig);
         let note = Some("error vs the original f32 weights".to_owned());
         let hot = median_us(secs, |_| drop(mm.forward(&xt)));
-        results.push(row(name, "hot", hot, err, bytes, note.clone()));
+        results.push(row(name, "hot", hot, err, bytes, 0, note.clone()));
         let mut mms = vec![mm];
         while mms.len() < cold_copies(bytes) {
             mms.push(CandleQuantised::new(w, rows, cols, dt)?);
         }
         let cold = median_us(secs, |i| drop(mms[i % mms.len()].forward(&xt)));
-        results.push(row(name, "cold", cold, err, bytes, note));
+        results.push(row(name, "cold", cold, err, bytes, 0, note));
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! [`Layer`] on the GPU (`gpu_dct_direct`, `gpu_decode`) against a dense f32 GEMV on the same
 //! device (`gpu_dense_f32`), same inputs. Weights stay resident in device memory (`cache` is
 //! `hot`); times include the upload of `x` and the read-back of `y` (each call waits for the
-//! result); every error is checked against the f64 product of the decoded weights.
+//! result); every error is checked against the f64 product of the decoded weights. Each row's GB/s
+//! is its `bytes_per_call` over its median; the host DRAM probe does not apply (`dram_read_gbs` and
+//! every `dram_fraction` are `None`).
 
 use super::cpu::inputs;
 use super::report::{BenchReport, Row};
@@ -34,15 +36,8 @@ pub fn run(tensor: &EncodedTensor, batch: usize, iters: usize) -> Result<BenchRe
     let y_dec = gemm_f64(&decoded, rows, cols, &x, nb);
     let mut results = Vec::new();
     let mut push = |method: &str, seconds: f64, y: &[f32], bytes: usize| {
-        let gbps = bytes as f64 / seconds.max(1e-12) / 1e9;
-        results.push(Row {
-            method: method.to_owned(),
-            cache: "hot",
-            median_us: seconds * 1e6,
-            max_rel_err: max_rel_err(y, &y_dec),
-            bytes_read: bytes,
-            note: Some(format!("{gbps:.1} GB/s effective on {}", ctx.adapter_name())),
-        });
+        let note = Some(format!("on {}", ctx.adapter_name()));
+        results.push(Row::new(method, "hot", seconds * 1e6, max_rel_err(y, &y_dec), bytes, Some(bytes), note));
     };
     let dense = rbe_gpu::GpuDense::new(&ctx, tensor.name(), &decoded, rows, cols).map_err(crate::LayerError::from)?;
     let y = dense.forward_batch(&x, nb).map_err(crate::LayerError::from)?;
@@ -55,16 +50,23 @@ pub fn run(tensor: &EncodedTensor, batch: usize, iters: usize) -> Result<BenchRe
         let s = time(|| layer.forward_batch(&x, nb).map(drop).map_err(Error::from), iters)?;
         push(method, s, &y, layer.bytes_per_call());
     }
-    Ok(BenchReport {
+    let resident = tensor.runtime_bytes();
+    let mut report = BenchReport {
         shape: [rows, cols],
         threads: rayon::current_num_threads(),
         batch: nb,
         rbe_isa: "gpu",
         candle_avx2_build: cfg!(target_feature = "avx2"),
         stream_bytes: tensor.runtime_bytes() + 4,
-        resident_bytes: tensor.runtime_bytes(),
+        resident_bytes: resident,
+        resident_bits_per_weight: crate::report::bits_per_weight(resident as u64, (rows * cols) as u64),
+        file_bits_per_weight: crate::report::TensorReport::of_tensor(tensor).bits_per_weight,
+        dram_read_gbs: None,
+        dram_probe_bytes: None,
         rel_rmse: tensor.stats().rel_rmse,
         results,
         cache_study: Vec::new(),
-    })
+    };
+    report.fill_rates();
+    Ok(report)
 }

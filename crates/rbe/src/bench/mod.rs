@@ -1,12 +1,15 @@
 //! Benchmark support (feature `bench`): the timing loop (median of enough runs to fill a time
 //! budget), cold copies (enough weight copies that every call streams from DRAM), the dense f32
 //! and candle GGUF baselines, the seeded synthetic matrices, and the full CPU / GPU benchmark runs
-//! `rbe bench` prints ([`cpu::run`]; `gpu::run` with the `gpu` feature).
+//! `rbe bench` prints ([`cpu::run`]; `gpu::run` with the `gpu` feature), with the bytes each
+//! method streams per call, its GB/s and the fraction of a DRAM read bandwidth measured in the same
+//! run ([`dram`]).
 //!
 //! Errors are `max_rel_err = max |y - y_ref| / max |y_ref|` against an f64 product.
 
 pub mod baseline;
 pub mod cpu;
+pub mod dram;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod report;
