@@ -117,7 +117,9 @@ pub struct Calibration {
     pub tensors: BTreeMap<String, TensorCalibration>,
     /// Provenance (`__metadata__`), `format` and `version` included.
     pub metadata: BTreeMap<String, String>,
-    /// Checksum (xxh3-64, hex) of the file's bytes as read or written: what an `.rbe` records.
+    /// Checksum (XXH3-64, hex) of the calibration's content — metadata in key order, then every
+    /// tensor in name order — what an `.rbe` records. Not of the file's bytes: safetensors writes
+    /// metadata in no fixed order, so equal calibrations may differ byte for byte.
     pub checksum: String,
 }
 
@@ -246,7 +248,8 @@ impl Calibration {
         if tensors.is_empty() {
             return Err(not("it holds no `*.hessian` tensor".into()));
         }
-        Ok(Calibration { tensors, metadata, checksum: checksum(bytes) })
+        let checksum = content_checksum(&tensors, &metadata);
+        Ok(Calibration { tensors, metadata, checksum })
     }
 
     /// The file's bytes (metadata gets `format` and `version`).
@@ -286,7 +289,10 @@ impl Calibration {
     pub fn write(&mut self, path: &Path, inputs: &[&Path]) -> Result<(), CalibrationError> {
         let bytes = self.to_bytes()?;
         rbe_format::OutputFile::check(path, inputs)?.write_atomic(&bytes)?;
-        self.checksum = checksum(&bytes);
+        let mut metadata = self.metadata.clone();
+        metadata.insert("format".into(), CALIBRATION_FORMAT.into());
+        metadata.insert("version".into(), CALIBRATION_VERSION.into());
+        self.checksum = content_checksum(&self.tensors, &metadata);
         Ok(())
     }
 
@@ -294,6 +300,21 @@ impl Calibration {
     pub fn get(&self, name: &str) -> Option<&TensorCalibration> {
         self.tensors.get(name)
     }
+}
+
+/// The content checksum of [`Calibration::checksum`].
+fn content_checksum(tensors: &BTreeMap<String, TensorCalibration>, metadata: &BTreeMap<String, String>) -> String {
+    let mut buf = Vec::with_capacity(tensors.values().map(|t| 4 * t.hessian.len() + 64).sum::<usize>() + 1024);
+    for (k, v) in metadata {
+        buf.extend_from_slice(format!("{}:{k}={}:{v}\n", k.len(), v.len()).as_bytes());
+    }
+    for (name, t) in tensors {
+        buf.extend_from_slice(
+            format!("{}:{name}|{}|{}|{:?}\n", name.len(), t.inputs, t.tokens, t.sensitivity).as_bytes(),
+        );
+        buf.extend(t.hessian.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    checksum(&buf)
 }
 
 #[cfg(test)]
@@ -327,7 +348,11 @@ mod tests {
         assert_eq!(back.tensors, c.tensors);
         assert_eq!(back.metadata.get("text_xxh3").map(String::as_str), Some("abc"));
         assert_eq!(back.metadata.get("format").map(String::as_str), Some(CALIBRATION_FORMAT));
-        assert_eq!(back.checksum, checksum(&bytes));
+        // The checksum follows the content, not the metadata order safetensors happened to write.
+        assert_eq!(Calibration::from_bytes(&c.to_bytes().unwrap()).unwrap().checksum, back.checksum);
+        let mut other = c.clone();
+        other.tensors.get_mut("layer.v.weight").unwrap().hessian[0] += 1.0;
+        assert_ne!(Calibration::from_bytes(&other.to_bytes().unwrap()).unwrap().checksum, back.checksum);
     }
 
     #[test]

@@ -98,7 +98,8 @@ mod tests {
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
         let want: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
         assert!((dot_f32(&a, &b) - want).abs() < 1e-5);
-        let (a64, b64): (Vec<f64>, Vec<f64>) = (a.iter().map(|&v| v.into()).collect(), b.iter().map(|&v| v.into()).collect());
+        let (a64, b64): (Vec<f64>, Vec<f64>) =
+            (a.iter().map(|&v| v.into()).collect(), b.iter().map(|&v| v.into()).collect());
         assert!((dot_f64(&a64, &b64) - want).abs() < 1e-12);
         let mut y = b.clone();
         axpy(0.5, &a, &mut y);
