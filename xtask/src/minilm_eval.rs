@@ -18,7 +18,8 @@ use rayon::prelude::*;
 use rbe::DecodeMode;
 use rbe::TensorReport;
 use rbe::calibrate::bert;
-use rbe::candle::{RbeCandleLinear, ggml_bits_per_weight, ggml_roundtrip};
+use rbe::calibrate::{BertFiles, CalibrateOptions, Calibration, calibrate_bert};
+use rbe::candle::{RbeCandleLinear, ggml_bits_per_weight, ggml_roundtrip, ggml_roundtrip_imatrix};
 use rbe::encode::{EncodeSettings, Profile, Target, encode_tensor};
 use rbe::format::EncodedTensor;
 use std::collections::HashMap;
@@ -56,6 +57,8 @@ struct Row {
 enum Kind {
     Reference,
     Rbe,
+    /// RBE encoded with the calibration (GPTQ + sensitivity allocation).
+    Calibrated,
     Gguf,
     Compressed,
 }
@@ -325,6 +328,82 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         }
     }
 
+    // Calibrated encoding: the calibration text (disjoint from the evaluation sentences, tested in
+    // crates/rbe/tests/calibration_text.rs) through `calibrate_bert`, then the encoder's own
+    // model-level path (`encode_model` with `--target-bpw`), bytes on disk as every tool counts them.
+    let calib_text = read_sentences("sentences.txt")?.join("\n");
+    let files = BertFiles::beside(&dir.join("model.safetensors"));
+    let t = Instant::now();
+    let (calibration, summary) = calibrate_bert(&files, &calib_text, &CalibrateOptions::default(), &mut |_| {})
+        .map_err(|e| anyhow!("calibrating: {e}"))?;
+    let calibrate_secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "calibration: {} samples, {} tokens, {} Linears in {calibrate_secs:.1} s",
+        summary.samples, summary.tokens, summary.linears
+    );
+    let calibration = std::sync::Arc::new(calibration);
+    // GGUF with an importance matrix from the same text: llama.cpp's imatrix is each input's mean
+    // squared activation, i.e. diag(H) / tokens.
+    for (label, dt) in [("GGUF Q4_K imatrix", GgmlDType::Q4K), ("GGUF Q6_K imatrix", GgmlDType::Q6K)] {
+        let t = Instant::now();
+        let deq: Vec<Vec<f32>> = lin
+            .items
+            .par_iter()
+            .map(|(name, shape, d)| {
+                let c = calibration.get(name).with_context(|| format!("no calibration for `{name}`"))?;
+                let n = c.inputs;
+                let importance: Vec<f32> =
+                    (0..n).map(|i| (f64::from(c.hessian[i * n + i]) / c.tokens as f64) as f32).collect();
+                Ok(ggml_roundtrip_imatrix(d, shape[1], &importance, dt)?)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        push(&mut rows, label.into(), Kind::Gguf, ggml_bits_per_weight(dt), &deq, t)?;
+    }
+    let source = rbe::encode::SourceModel::open(&dir.join("model.safetensors"))?;
+    let work = crate::root().join("target").join("reports").join("minilm-work");
+    std::fs::create_dir_all(&work)?;
+    let mut encode_secs: Vec<(String, f64)> = Vec::new();
+    let mut run_bpw = |rows: &mut Vec<Row>, label: String, bpw: f64, cal: Option<std::sync::Arc<Calibration>>| {
+        let t = Instant::now();
+        let out = work.join("encoded.rbe");
+        let options = rbe::encode::ModelOptions {
+            include: vec!["encoder.layer.*.weight".into()],
+            calibration: cal.clone(),
+            ..Default::default()
+        };
+        let settings = EncodeSettings { target: Target::BitsPerWeight(bpw), profile: None, ..Default::default() };
+        let report = rbe::encode::encode_model(&source, &out, &settings, &options, &|_, _, _| {})?;
+        encode_secs.push((label.clone(), report.seconds));
+        let model = rbe::Model::open(&out)?;
+        let decoded: Vec<Vec<f32>> =
+            lin.items.iter().map(|(n, ..)| Ok(model.tensor(n)?.decode()?)).collect::<anyhow::Result<_>>()?;
+        let file_bpw = report.model.totals.bits_per_weight.unwrap_or(f64::NAN);
+        anyhow::ensure!(file_bpw <= bpw, "{label}: the file holds {file_bpw} bits per weight, over {bpw}");
+        let tensor_bytes: u64 = report.model.tensors.iter().filter(|t| t.compressed).map(|t| t.cost_bytes()).sum();
+        let kind = if cal.is_some() { Kind::Calibrated } else { Kind::Rbe };
+        let label = format!("{label} (file {file_bpw:.3})");
+        push(rows, label, kind, 8.0 * tensor_bytes as f64 / lin.weights() as f64, &decoded, t)?;
+        anyhow::Ok(())
+    };
+    for bpw in [3.25, 3.5, 4.0, 4.5, 5.0] {
+        run_bpw(&mut rows, format!("RBE --target-bpw {bpw}"), bpw, None)?;
+        run_bpw(&mut rows, format!("RBE calibrated --target-bpw {bpw}"), bpw, Some(calibration.clone()))?;
+    }
+    // How much the result leans on the amount of calibration text: the first half only.
+    let lines: Vec<&str> = calib_text.lines().collect();
+    let half = lines[..lines.len() / 2].join("\n");
+    let (half_cal, _) = calibrate_bert(&files, &half, &CalibrateOptions::default(), &mut |_| {})
+        .map_err(|e| anyhow!("calibrating on half the text: {e}"))?;
+    run_bpw(
+        &mut rows,
+        format!("RBE calibrated, half the text ({} sentences), --target-bpw 4", lines.len() / 2),
+        4.0,
+        Some(std::sync::Arc::new(half_cal)),
+    )?;
+    let _ = std::fs::remove_dir_all(&work);
+    let plain_secs = rows.iter().find(|r| r.method == "RBE --rel-rmse 0.0735").map_or(f64::NAN, |r| r.secs);
+    let calibrated_notes = calibrated_targets(&rows, calibrate_secs, summary.samples, &encode_secs, plain_secs);
+
     // Every Linear computed from the compressed form.
     let mut compressed_notes = String::new();
     for (label, tensors, decoded_emb) in &kept {
@@ -370,6 +449,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         rows.push(Row { method, bpw, rel_rmse: rel, cos_mean, cos_min, kind: Kind::Compressed, secs });
     }
 
+    compressed_notes.push_str(&calibrated_notes);
     let report = render(&rows, &sentences, compact_mean, compact_min, &compressed_notes, t_all.elapsed().as_secs_f64());
     let out_dir = crate::root().join("target").join("reports");
     std::fs::create_dir_all(&out_dir)?;
@@ -378,6 +458,102 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     println!("{report}");
     eprintln!("wrote target/reports/minilm.md and target/reports/minilm-rd.svg");
     Ok(())
+}
+
+/// The bits per weight at which the calibrated curve reaches `cos` mean cosine (interpolated
+/// linearly in bits against log(1 - cos) between measured rows), if it does within them.
+fn calibrated_bpw_at(rows: &[Row], cos: f64) -> Option<f64> {
+    let mut pts: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r.kind == Kind::Calibrated && !r.method.contains("half"))
+        .map(|r| (r.bpw, (1.0 - r.cos_mean).max(1e-12).ln()))
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let goal = (1.0 - cos).max(1e-12).ln();
+    if pts.first().is_some_and(|p| p.1 <= goal) {
+        return pts.first().map(|p| p.0);
+    }
+    pts.windows(2).find(|w| w[0].1 > goal && w[1].1 <= goal).map(|w| {
+        let t = (w[0].1 - goal) / (w[0].1 - w[1].1);
+        w[0].0 + t * (w[1].0 - w[0].0)
+    })
+}
+
+/// The calibrated-encoding targets, measured on this run's rows.
+fn calibrated_targets(
+    rows: &[Row],
+    calibrate_secs: f64,
+    samples: usize,
+    encode_secs: &[(String, f64)],
+    plain_secs: f64,
+) -> String {
+    let mut s = String::new();
+    let find = |m: &str| rows.iter().find(|r| r.method.starts_with(m));
+    let ok = |b: bool| if b { "met" } else { "MISSED" };
+    let shown = |b: Option<f64>| b.map_or("beyond the measured rows".to_owned(), |v| format!("{v:.2} bpw"));
+    let _ =
+        writeln!(s, "\nCalibrated encoding (GPTQ in the 64x64 DCT domain + sensitivity allocation, `--target-bpw`):\n");
+    let _ = writeln!(
+        s,
+        "- `rbe calibrate` equivalent (`calibrate_bert`) on {samples} sentences: {calibrate_secs:.1} s (< 30 s: {}).",
+        ok(calibrate_secs < 30.0)
+    );
+    if let Some(r) = find("RBE calibrated --target-bpw 4 ") {
+        let _ = writeln!(
+            s,
+            "- `--target-bpw 4.0` calibrated: {:.3} bpw, mean cosine {:.6} (>= 0.990: {}), min {:.6} (>= 0.95: {}).",
+            r.bpw,
+            r.cos_mean,
+            ok(r.cos_mean >= 0.990),
+            r.cos_min,
+            ok(r.cos_min >= 0.95)
+        );
+    }
+    for (gguf, goal, what) in
+        [("GGUF Q4_K", 3.3, "Q4_K"), ("GGUF Q6_K", 5.0, "Q6_K"), ("GGUF Q4_K imatrix", 3.6, "Q4_K + imatrix")]
+    {
+        if let Some(g) = rows.iter().find(|r| r.method == gguf) {
+            let at = calibrated_bpw_at(rows, g.cos_mean);
+            let _ = writeln!(
+                s,
+                "- {what}'s mean cosine ({:.6} at {:.1} bpw) reached by calibrated RBE at {} (<= {goal}: {}).",
+                g.cos_mean,
+                g.bpw,
+                shown(at),
+                ok(at.is_some_and(|b| b <= goal))
+            );
+        }
+    }
+    if let (Some(g), Some(r)) =
+        (rows.iter().find(|r| r.method == "GGUF Q4_K imatrix"), find("RBE calibrated --target-bpw 4 "))
+    {
+        let _ = writeln!(
+            s,
+            "- at 4.0 bpw against Q4_K + imatrix (4.5 bpw): mean cosine {:+.6}, min {:+.6} (beat: {}).",
+            r.cos_mean - g.cos_mean,
+            r.cos_min - g.cos_min,
+            ok(r.cos_mean > g.cos_mean)
+        );
+    }
+    if let (Some(h), Some(f)) = (find("RBE calibrated, half the text"), find("RBE calibrated --target-bpw 4 ")) {
+        let _ = writeln!(
+            s,
+            "- half the calibration text at 4.0 bpw: mean cosine {:.6} (full text {:.6}), min {:.6} (full {:.6}).",
+            h.cos_mean, f.cos_mean, h.cos_min, f.cos_min
+        );
+    }
+    let secs_of = |label: &str| encode_secs.iter().find(|(l, _)| l == label).map(|(_, s)| *s);
+    if let (Some(cal), Some(plain)) = (secs_of("RBE calibrated --target-bpw 4"), secs_of("RBE --target-bpw 4")) {
+        let _ = writeln!(
+            s,
+            "- encode time (`encode_model`, 36 Linears): calibrated `--target-bpw 4` {cal:.1} s, plain `--target-bpw 4` \
+             {plain:.1} s = {:.1}x (<= 3x: {}); the plain `--rel-rmse 0.0735` row took {plain_secs:.1} s with its \
+             embedding pass.",
+            cal / plain,
+            ok(cal <= 3.0 * plain)
+        );
+    }
+    s
 }
 
 fn render(rows: &[Row], sentences: &[String], compact_mean: f64, compact_min: f64, notes: &str, secs: f64) -> String {
@@ -464,7 +640,7 @@ fn plot(rows: &[Row], path: &std::path::Path) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(600);
-    let pts: Vec<&Row> = rows.iter().filter(|r| matches!(r.kind, Kind::Rbe | Kind::Gguf)).collect();
+    let pts: Vec<&Row> = rows.iter().filter(|r| matches!(r.kind, Kind::Rbe | Kind::Gguf | Kind::Calibrated)).collect();
     let xmax = pts.iter().map(|r| r.bpw).fold(0.0, f64::max) * 1.05;
     for (area, title, value) in [
         (&left, "1 - mean cosine to the original (log)", (|r: &Row| (1.0 - r.cos_mean).max(1e-7)) as fn(&Row) -> f64),
@@ -491,6 +667,17 @@ fn plot(rows: &[Row], path: &std::path::Path) -> anyhow::Result<()> {
             .label("RBE (error targets)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
         chart.draw_series(rbe.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
+        let mut cal: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|r| r.kind == Kind::Calibrated && !r.method.contains("half"))
+            .map(|r| (r.bpw, value(r)))
+            .collect();
+        cal.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(cal.clone(), GREEN.stroke_width(2)))?
+            .label("RBE calibrated (--target-bpw)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN.stroke_width(2)));
+        chart.draw_series(cal.iter().map(|&p| Circle::new(p, 4, GREEN.filled())))?;
         for r in pts.iter().filter(|r| r.kind == Kind::Gguf || r.method.contains("--k")) {
             let color = if r.kind == Kind::Gguf { RED } else { BLUE };
             let p = (r.bpw, value(r));

@@ -230,3 +230,66 @@ fn the_output_may_not_be_an_input() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("is the input"));
     assert_eq!(std::fs::read(dir.path().join("model.safetensors")).unwrap(), before);
 }
+
+fn rbe(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rbe")).args(args).output().unwrap()
+}
+
+#[test]
+fn a_calibrated_encode_meets_its_targets_and_records_the_calibration() {
+    let dir = tiny_bert();
+    let (output, calib) = calibrate(dir.path(), TEXT, &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let c = Calibration::open(&calib).unwrap();
+    let model = dir.path().join("model.safetensors");
+    let out = dir.path().join("model.rbe");
+    let common = ["--calibration".as_ref(), calib.as_os_str(), "--block".as_ref(), "8".as_ref()];
+    // 16x16 weights in 8x8 blocks: header entries, file framing, block index and parameters take
+    // ~35 bits
+    // per weight.
+    let o = rbe(&[
+        "encode".as_ref(),
+        model.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--include".as_ref(),
+        "encoder.layer.*.weight".as_ref(),
+        "--block".as_ref(),
+        "8".as_ref(),
+        "--target-bpw".as_ref(),
+        "5".as_ref(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("header entries") && err.contains("ask for more bits"), "{err}");
+    assert!(!out.exists());
+    for target in [["--target-bpw", "40"], ["--rel-rmse", "0.05"]] {
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["encode".as_ref(), model.as_os_str(), "-o".as_ref(), out.as_os_str(), "--include".as_ref()];
+        args.push("encoder.layer.*.weight".as_ref());
+        args.extend(common);
+        args.extend(target.iter().map(|a| std::ffi::OsStr::new(a)));
+        let o = rbe(&args);
+        assert!(o.status.success(), "{target:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = rbe(&["inspect".as_ref(), out.as_os_str(), "--json".as_ref()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let compressed: Vec<&serde_json::Value> =
+            report["tensors"].as_array().unwrap().iter().filter(|t| t["compressed"] == true).collect();
+        assert_eq!(compressed.len(), 6 * LAYERS);
+        for t in compressed {
+            let out_rel = t["output_rel_rmse"].as_f64().unwrap_or_else(|| panic!("no output error: {t}"));
+            if target[0] == "--rel-rmse" {
+                assert!(out_rel <= 0.05, "{}: output error {out_rel} over 0.05", t["name"]);
+            }
+        }
+        if target[0] == "--target-bpw" {
+            let bpw = report["totals"]["bits_per_weight"].as_f64().unwrap();
+            assert!(bpw <= 40.0 && bpw > 36.0, "file at {bpw} bits per weight, asked 40");
+        }
+        let file = rbe::format::RbeFile::open(&out).unwrap();
+        let record = rbe::format::CalibrationRecord::from_metadata(file.metadata()).unwrap();
+        assert_eq!(record.xxh3, c.checksum);
+        assert!(record.uncovered.is_empty());
+    }
+}

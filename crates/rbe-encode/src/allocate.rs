@@ -63,7 +63,8 @@ impl TensorCurve {
 /// Measures the curve of one prepared tensor.
 ///
 /// The ladder is centred on the step at which a Gaussian tensor stores `bpw` bits per weight
-/// (entropy-coded uniform quantisation: about `2.05 - log2(step / std)` bits).
+/// beside its header entry (entropy-coded uniform quantisation: about `2.05 - log2(step / std)`
+/// bits), and extended until it brackets `bpw`.
 pub(crate) fn measure_curve(
     prep: &Prepped<'_>,
     name: &str,
@@ -72,22 +73,33 @@ pub(crate) fn measure_curve(
     bpw: f64,
 ) -> Result<TensorCurve, EncodeError> {
     let scale = if std > 0.0 { std } else { 1.0 };
-    let centre = (2.05 - bpw).round().clamp(-20.0, 4.0) as i32;
-    let mut points = Vec::new();
-    for k in centre - LADDER_HALF_WIDTH..=centre + LADDER_HALF_WIDTH {
-        let p = prep.rd_point(scale * 2f64.powi(k))?;
-        // Steps below the smallest representable collapse onto it: keep one.
-        if points.last().is_none_or(|q: &RdPoint| q.step < p.step) {
-            points.push(p);
-        }
+    let shape = prep.shape_u64();
+    let header = header_bytes(name, shape, 0);
+    let n = prep.weights().max(1) as f64;
+    // The rate left for the blocks once the header entry is paid.
+    let net = bpw - 8.0 * header as f64 / n;
+    let centre = (2.05 - net).round().clamp(-24.0, 4.0) as i32;
+    let bits_per_weight = |p: &RdPoint| 8.0 * (p.bytes + header) as f64 / n;
+    let mut points: Vec<RdPoint> = Vec::new();
+    let (mut lo, mut hi) = (centre - LADDER_HALF_WIDTH, centre + LADDER_HALF_WIDTH);
+    for k in lo..=hi {
+        points.push(prep.rd_point(scale * 2f64.powi(k))?);
     }
-    Ok(TensorCurve {
-        name: name.to_owned(),
-        weights: prep.weights(),
-        sensitivity,
-        header_bytes: header_bytes(name, prep.shape_u64(), points.first().map_or(0, |p| p.bytes)),
-        points,
-    })
+    // Extend the ladder until it brackets the asked rate (small tensors carry a large header
+    // share; unusual ones a different entropy), a few octaves at most.
+    // The coarse end goes well below the rate: the allocation may shift bits between tensors, and
+    // the file's framing comes out of the same budget.
+    while points.last().is_some_and(|p| bits_per_weight(p) > 0.8 * bpw) && hi < centre + 12 {
+        hi += 1;
+        points.push(prep.rd_point(scale * 2f64.powi(hi))?);
+    }
+    while points.first().is_some_and(|p| bits_per_weight(p) < bpw) && lo > centre - 12 {
+        lo -= 1;
+        points.insert(0, prep.rd_point(scale * 2f64.powi(lo))?);
+    }
+    // Steps below the smallest representable collapse onto it: keep one of each.
+    points.dedup_by(|b, a| b.step <= a.step);
+    Ok(TensorCurve { name: name.to_owned(), weights: prep.weights(), sensitivity, header_bytes: header, points })
 }
 
 /// Header bytes of a compressed entry, as the report counts them (statistics at typical widths).
@@ -115,6 +127,14 @@ fn header_bytes(name: &str, shape: Vec<u64>, stream_bytes: u64) -> u64 {
         dense: 1000,
     };
     TensorReport::compressed(name, &desc, &stats).header_bytes
+}
+
+/// The fewest bits the curves can store (every tensor at its coarsest step), and how many of them
+/// are header entries.
+pub fn coarsest_bits(curves: &[TensorCurve]) -> (f64, f64) {
+    let total = curves.iter().map(|c| c.candidates().iter().map(|p| p.1).fold(f64::INFINITY, f64::min)).sum();
+    let headers = curves.iter().map(|c| 8.0 * c.header_bytes as f64).sum();
+    (total, headers)
 }
 
 /// The step per tensor (same order as `curves`) that fits `budget_bits` with the least predicted
@@ -180,9 +200,16 @@ pub(crate) fn encode_tensor_to_bpw(
     let prep = Prepped::new(name, data, shape, dtype, settings, opts)?;
     let curve = measure_curve(&prep, name, prep.std(), calibration.and_then(|c| c.sensitivity), bpw)?;
     let budget = bpw * data.len() as f64;
+    let (least, headers) = coarsest_bits(std::slice::from_ref(&curve));
+    let n = data.len() as f64;
     let too_tight = || EncodeError::ImpossibleTarget {
         tensor: name.to_owned(),
-        reason: format!("{bpw} bits per weight is below what the coarsest step stores; ask for more bits"),
+        reason: format!(
+            "{bpw} bits per weight is below the {:.3} the coarsest step stores ({:.3} of them the header entry); \
+             ask for more bits",
+            least / n,
+            headers / n
+        ),
     };
     let steps = allocate(std::slice::from_ref(&curve), budget).ok_or_else(too_tight)?;
     let mut step = steps[0];

@@ -309,9 +309,9 @@ fn content_checksum(tensors: &BTreeMap<String, TensorCalibration>, metadata: &BT
         buf.extend_from_slice(format!("{}:{k}={}:{v}\n", k.len(), v.len()).as_bytes());
     }
     for (name, t) in tensors {
-        buf.extend_from_slice(
-            format!("{}:{name}|{}|{}|{:?}\n", name.len(), t.inputs, t.tokens, t.sensitivity).as_bytes(),
-        );
+        // The sensitivity as the file stores it (f32), so a written and a read calibration agree.
+        let sensitivity = t.sensitivity.map(|v| (v as f32).to_bits());
+        buf.extend_from_slice(format!("{}:{name}|{}|{}|{sensitivity:?}\n", name.len(), t.inputs, t.tokens).as_bytes());
         buf.extend(t.hessian.iter().flat_map(|v| v.to_le_bytes()));
     }
     checksum(&buf)

@@ -2,7 +2,7 @@
 //! parallel), copy the rest verbatim, and write the `.rbe` container(s) atomically; sharded inputs
 //! give sharded outputs with their own index.
 
-use crate::allocate::{TensorCurve, allocate, measure_curve};
+use crate::allocate::{TensorCurve, allocate, coarsest_bits, measure_curve};
 use crate::calibration::Calibration;
 use crate::error::EncodeError;
 use crate::select::Selection;
@@ -160,23 +160,39 @@ pub fn encode_model(
     };
     // Bits per weight: measure every selected tensor's curve, allocate, encode; should the file
     // land over the target (headers are estimated), take the excess off the budget and go again.
-    let curves = measure_curves(model, settings, &selection, calibration, bpw)?;
-    let weights: u64 = curves.iter().map(|c| c.weights as u64).sum();
+    let selected: Vec<&SourceTensor> = model.tensors().filter(|t| selection.compresses(t, settings)).collect();
+    let weights: u64 = selected.iter().map(|t| t.elements() as u64).sum();
     if weights == 0 {
         let pass = encode_pass(model, output, settings, options, &outputs, &record, None, progress)?;
         return Ok(finish(output, index_path, pass, started));
     }
     let target_bits = bpw * weights as f64;
-    // File bytes outside the tensors' own entries: framing, settings record, verbatim entries.
-    let overhead_bits = 8.0 * (1024 + record.len() as u64 * model.shards.len() as u64) as f64
-        + 8.0 * 64.0 * curves.len() as f64 * f64::from(u8::from(calibration.is_some()));
+    // File bytes outside the compressed tensors' own entries: the verbatim tensors' header entries,
+    // each shard's framing and settings record, and the calibration record.
+    let verbatim_headers: u64 =
+        model.tensors().filter(|t| !selection.compresses(t, settings)).map(|t| verbatim_report(t).header_bytes).sum();
+    let calibration_record: u64 =
+        if calibration.is_some() { selected.iter().map(|t| t.name.len() as u64 + 20).sum::<u64>() + 128 } else { 0 };
+    let mut overhead_bits =
+        8.0 * (verbatim_headers + (256 + record.len() as u64) * model.shards.len() as u64 + calibration_record) as f64;
+    // The rate the tensors' own entries may take, which the curves must bracket.
+    let tensor_bpw = bpw - overhead_bits / weights as f64;
+    let curves = measure_curves(&selected, settings, calibration, tensor_bpw)?;
     let mut last = None;
-    let mut scale = 1.0;
     for _ in 0..4 {
-        let budget = (target_bits - overhead_bits) * scale;
-        let steps = allocate(&curves, budget).ok_or_else(|| EncodeError::ImpossibleTarget {
-            tensor: "(all selected)".into(),
-            reason: format!("{bpw} bits per weight is below what the coarsest steps store; ask for more bits"),
+        let budget = target_bits - overhead_bits;
+        let steps = allocate(&curves, budget).ok_or_else(|| {
+            let (least, headers) = coarsest_bits(&curves);
+            let n = weights as f64;
+            EncodeError::ImpossibleTarget {
+                tensor: "(all selected)".into(),
+                reason: format!(
+                    "{bpw} bits per weight is below the {:.3} the coarsest steps store ({:.3} of them header entries \
+                     and file framing); ask for more bits",
+                    (least + overhead_bits) / n,
+                    (headers + overhead_bits) / n
+                ),
+            }
         })?;
         let steps: HashMap<String, f64> = curves.iter().map(|c| c.name.clone()).zip(steps).collect();
         let pass = encode_pass(model, output, settings, options, &outputs, &record, Some(&steps), progress)?;
@@ -185,12 +201,12 @@ pub fn encode_model(
         if achieved <= bpw {
             return Ok(report);
         }
-        // Over budget: the headers or the curves' interpolation were off. Shrink the budget by the
-        // miss and a little more, so the next pass lands under.
+        // Over budget: the framing estimate or the curves' interpolation were off. Take the miss
+        // and a little more off the budget, so the next pass lands under.
         if std::env::var_os("RBE_DEBUG_ALLOCATION").is_some() {
             eprintln!("allocation: pass landed at {achieved:.5} bits per weight for {bpw}; shrinking the budget");
         }
-        scale *= (bpw / achieved) * 0.999;
+        overhead_bits += (achieved - bpw) * weights as f64 + (8.0 * 64.0f64).max(0.0005 * target_bits);
         last = Some(achieved);
     }
     Err(EncodeError::ImpossibleTarget {
@@ -202,17 +218,13 @@ pub fn encode_model(
 /// The rate-distortion curve of every tensor the selection compresses, one tensor in memory at a
 /// time.
 fn measure_curves(
-    model: &SourceModel,
+    selected: &[&SourceTensor],
     settings: &EncodeSettings,
-    selection: &Selection,
     calibration: Option<&Calibration>,
     bpw: f64,
 ) -> Result<Vec<TensorCurve>, EncodeError> {
     let mut curves = Vec::new();
-    for t in model.tensors() {
-        if !selection.compresses(t, settings) {
-            continue;
-        }
+    for &t in selected {
         let data = t.to_f32()?;
         t.release_pages();
         let dtype =

@@ -115,7 +115,7 @@ pub enum SettingsError {
     )]
     TargetZeroes(f64),
     /// A bits-per-weight target that is not a number in `(0, 32]`.
-    #[error("--target-bpw {0} is not a number of bits per weight in (0, 32]")]
+    #[error("--target-bpw {0} is not a number of bits per weight in (0, 64]")]
     BadBitsPerWeight(f64),
     /// Top-K with more coefficients than a block holds, or none.
     #[error("--k {k} is outside 1..={max}: a {block}x{block} block holds {max} coefficients")]
@@ -171,7 +171,7 @@ impl EncodeSettings {
             return Err(SettingsError::TargetZeroes(x));
         }
         if let Target::BitsPerWeight(b) = self.target
-            && !(b.is_finite() && b > 0.0 && b <= 32.0)
+            && !(b.is_finite() && b > 0.0 && b <= 64.0)
         {
             return Err(SettingsError::BadBitsPerWeight(b));
         }
