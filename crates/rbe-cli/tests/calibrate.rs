@@ -268,7 +268,7 @@ fn a_calibrated_encode_meets_its_targets_and_records_the_calibration() {
             vec!["encode".as_ref(), model.as_os_str(), "-o".as_ref(), out.as_os_str(), "--include".as_ref()];
         args.push("encoder.layer.*.weight".as_ref());
         args.extend(common);
-        args.extend(target.iter().map(|a| std::ffi::OsStr::new(a)));
+        args.extend(target.iter().map(std::ffi::OsStr::new));
         let o = rbe(&args);
         assert!(o.status.success(), "{target:?}: {}", String::from_utf8_lossy(&o.stderr));
         let o = rbe(&["inspect".as_ref(), out.as_os_str(), "--json".as_ref()]);
