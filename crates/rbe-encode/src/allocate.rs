@@ -197,7 +197,7 @@ pub(crate) fn encode_tensor_to_bpw(
     bpw: f64,
 ) -> Result<EncodedOutput, EncodeError> {
     let opts = TensorOptions { calibration, step: None };
-    let prep = Prepped::new(name, data, shape, dtype, settings, opts)?;
+    let prep = Prepped::new(name, data, shape, dtype, settings, opts, None)?;
     let curve = measure_curve(&prep, name, prep.std(), calibration.and_then(|c| c.sensitivity), bpw)?;
     let budget = bpw * data.len() as f64;
     let (least, headers) = coarsest_bits(std::slice::from_ref(&curve));

@@ -41,6 +41,11 @@ pub(crate) struct GptqResult {
 }
 
 impl GptqPlan {
+    /// Bytes the plan holds.
+    pub fn bytes(&self) -> usize {
+        4 * self.u.len()
+    }
+
     /// Builds `U` for a tensor of `grid` with `transform`; `Err` names what does not fit.
     pub fn new(cal: &TensorCalibration, grid: &BlockGrid, b: usize, transform: Transform) -> Result<Self, String> {
         let cols = grid.cols();

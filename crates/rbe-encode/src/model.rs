@@ -5,10 +5,14 @@
 use crate::allocate::{TensorCurve, allocate, coarsest_bits, measure_curve};
 use crate::calibration::Calibration;
 use crate::error::EncodeError;
+use crate::gptq::GptqPlan;
 use crate::select::Selection;
 use crate::settings::{EncodeSettings, Target};
 use crate::source::{Shard, SourceModel, SourceTensor};
-use crate::tensor::{Prepped, TensorOptions, encode_tensor_with};
+use crate::tensor::{Prepped, TensorOptions, encode_tensor_with_plan};
+
+/// GPTQ plans kept between measuring a bits-per-weight encode's curves and its passes.
+const PLAN_CACHE_BYTES: usize = 1 << 30;
 use rbe_format::{
     Entry, ModelReport, OutputFile, RbeFile, RbeWriter, ShardIndex, TensorReport, stream_checksum, write_atomic,
 };
@@ -177,7 +181,8 @@ pub fn encode_model(
         8.0 * (verbatim_headers + (256 + record.len() as u64) * model.shards.len() as u64 + calibration_record) as f64;
     // The rate the tensors' own entries may take, which the curves must bracket.
     let tensor_bpw = bpw - overhead_bits / weights as f64;
-    let curves = measure_curves(&selected, settings, calibration, tensor_bpw)?;
+    let mut plans = HashMap::new();
+    let curves = measure_curves(&selected, settings, calibration, tensor_bpw, &mut plans)?;
     let mut last = None;
     for _ in 0..4 {
         let budget = target_bits - overhead_bits;
@@ -195,7 +200,7 @@ pub fn encode_model(
             }
         })?;
         let steps: HashMap<String, f64> = curves.iter().map(|c| c.name.clone()).zip(steps).collect();
-        let pass = encode_pass(model, output, settings, options, &outputs, &record, Some(&steps), progress)?;
+        let pass = encode_pass(model, output, settings, options, &outputs, &record, Some((&steps, &plans)), progress)?;
         let report = finish(output, index_path.clone(), pass, started);
         let achieved = report.model.totals.bits_per_weight.unwrap_or(f64::INFINITY);
         if achieved <= bpw {
@@ -222,7 +227,9 @@ fn measure_curves(
     settings: &EncodeSettings,
     calibration: Option<&Calibration>,
     bpw: f64,
+    plans: &mut HashMap<String, Arc<GptqPlan>>,
 ) -> Result<Vec<TensorCurve>, EncodeError> {
+    let plan_bytes = &mut 0usize;
     let mut curves = Vec::new();
     for &t in selected {
         let data = t.to_f32()?;
@@ -234,8 +241,16 @@ fn measure_curves(
         // parameter-storage choice as the final encode will.
         let std = crate::tensor::mean_std(&data).1;
         let opts = TensorOptions { calibration: cal, step: Some((0.25 * std).max(f64::MIN_POSITIVE)) };
-        let prep = Prepped::new(&t.name, &data, &t.shape, dtype, settings, opts)?;
+        let prep = Prepped::new(&t.name, &data, &t.shape, dtype, settings, opts, None)?;
         curves.push(measure_curve(&prep, &t.name, prep.std(), cal.and_then(|c| c.sensitivity), bpw)?);
+        // Keep GPTQ plans for the encode passes while they fit a modest budget; past it the
+        // passes rebuild them (a model larger than memory stays streamable).
+        if let Some(plan) = prep.plan()
+            && *plan_bytes + plan.bytes() <= PLAN_CACHE_BYTES
+        {
+            *plan_bytes += plan.bytes();
+            plans.insert(t.name.clone(), plan);
+        }
     }
     Ok(curves)
 }
@@ -268,7 +283,7 @@ fn encode_pass(
     options: &ModelOptions,
     outputs: &[PathBuf],
     record: &str,
-    steps: Option<&HashMap<String, f64>>,
+    steps: Option<(&HashMap<String, f64>, &HashMap<String, Arc<GptqPlan>>)>,
     progress: Progress<'_>,
 ) -> Result<Pass, EncodeError> {
     let selection = Selection::new(&options.include, &options.exclude)?;
@@ -312,8 +327,9 @@ fn encode_pass(
                     .source_dtype()
                     .ok_or_else(|| EncodeError::Dtype { tensor: t.name.clone(), dtype: t.dtype.clone() })?;
                 let cal = calibration.and_then(|c| c.get(&t.name));
-                let opts = TensorOptions { calibration: cal, step: steps.and_then(|s| s.get(&t.name).copied()) };
-                let out = encode_tensor_with(&t.name, &data, &t.shape, dtype, settings, opts)?;
+                let opts = TensorOptions { calibration: cal, step: steps.and_then(|(s, _)| s.get(&t.name).copied()) };
+                let plan = steps.and_then(|(_, p)| p.get(&t.name).cloned());
+                let out = encode_tensor_with_plan(&t.name, &data, &t.shape, dtype, settings, opts, plan)?;
                 drop(data);
                 writer.add_tensor(&out.tensor, &out.stream)?;
                 if let Some(r) = cal_record.as_mut() {

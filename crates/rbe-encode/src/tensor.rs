@@ -17,6 +17,7 @@ use rbe_format::{
     BlockConfig, BlockGrid, EncodeStats, EncodedBlock, EncodedTensor, ParamsPrecision, RbeParams, Residual,
     SharedBytes, SourceDtype, SparseResidual, TensorDesc, TransformPlan,
 };
+use std::sync::Arc;
 
 /// Result of encoding one tensor.
 #[derive(Debug)]
@@ -104,7 +105,7 @@ enum Quantiser {
     /// Round every coefficient to the nearest multiple of the step (weight-error optimal).
     Round,
     /// GPTQ against the calibration's `H`, on the tensor's coefficient rows.
-    Gptq { plan: GptqPlan, rows: Vec<f32> },
+    Gptq { plan: Arc<GptqPlan>, rows: Vec<f32> },
 }
 
 impl Quantiser {
@@ -172,8 +173,22 @@ pub fn encode_tensor_with(
         settings.validate()?;
         return crate::allocate::encode_tensor_to_bpw(name, data, shape, dtype, settings, opts.calibration, bpw);
     }
-    let prep = Prepped::new(name, data, shape, dtype, settings, opts)?;
+    let prep = Prepped::new(name, data, shape, dtype, settings, opts, None)?;
     prep.encode(opts.step)
+}
+
+/// [`encode_tensor_with`] reusing a GPTQ plan built earlier for the same tensor and calibration
+/// (a bits-per-weight encode measures every tensor's curve first, then encodes it).
+pub(crate) fn encode_tensor_with_plan(
+    name: &str,
+    data: &[f32],
+    shape: &[usize],
+    dtype: SourceDtype,
+    settings: &EncodeSettings,
+    opts: TensorOptions<'_>,
+    plan: Option<Arc<GptqPlan>>,
+) -> Result<EncodedOutput, EncodeError> {
+    Prepped::new(name, data, shape, dtype, settings, opts, plan)?.encode(opts.step)
 }
 
 impl<'a> Prepped<'a> {
@@ -185,6 +200,7 @@ impl<'a> Prepped<'a> {
         dtype: SourceDtype,
         settings: &'a EncodeSettings,
         opts: TensorOptions<'a>,
+        plan: Option<Arc<GptqPlan>>,
     ) -> Result<Self, EncodeError> {
         settings.validate()?;
         let (rows, cols) = matrix_shape(shape)
@@ -360,8 +376,13 @@ impl<'a> Prepped<'a> {
             .collect();
         let quantiser = match calibration {
             Some(c) => {
-                let plan = GptqPlan::new(c, &grid, b, settings.transform)
-                    .map_err(|reason| EncodeError::Calibration { tensor: name.to_owned(), reason })?;
+                let plan = match plan {
+                    Some(p) => p,
+                    None => Arc::new(
+                        GptqPlan::new(c, &grid, b, settings.transform)
+                            .map_err(|reason| EncodeError::Calibration { tensor: name.to_owned(), reason })?,
+                    ),
+                };
                 let coefs: Vec<&[f32]> = prepared.iter().map(|p| p.coefs.as_slice()).collect();
                 Quantiser::Gptq { plan, rows: coefficient_rows(&coefs, &grid, b) }
             }
@@ -413,6 +434,14 @@ impl<'a> Prepped<'a> {
         let blocks = choose_blocks(&self.prepared, q, step as f32, &self.cfg, self.settings.entropy, self.residual);
         let (_, stream) = EncodedTensor::encode(self.name, self.desc(), &blocks, self.settings.entropy)?;
         Ok(RdPoint { step, bytes: stream.len() as u64, rel_sq })
+    }
+
+    /// The GPTQ plan, when calibrated (to reuse for the same tensor).
+    pub(crate) fn plan(&self) -> Option<Arc<GptqPlan>> {
+        match &self.quantiser {
+            Quantiser::Gptq { plan, .. } => Some(plan.clone()),
+            Quantiser::Round => None,
+        }
     }
 
     /// The tensor's standard deviation.
