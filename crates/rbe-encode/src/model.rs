@@ -13,6 +13,9 @@ use crate::tensor::{Prepped, TensorOptions, encode_tensor_with_plan};
 
 /// GPTQ plans kept between measuring a bits-per-weight encode's curves and its passes.
 const PLAN_CACHE_BYTES: usize = 1 << 30;
+
+/// The plans kept, by tensor name.
+type PlanCache = HashMap<String, Arc<GptqPlan>>;
 use rbe_format::{
     Entry, ModelReport, OutputFile, RbeFile, RbeWriter, ShardIndex, TensorReport, stream_checksum, write_atomic,
 };
@@ -227,7 +230,7 @@ fn measure_curves(
     settings: &EncodeSettings,
     calibration: Option<&Calibration>,
     bpw: f64,
-    plans: &mut HashMap<String, Arc<GptqPlan>>,
+    plans: &mut PlanCache,
 ) -> Result<Vec<TensorCurve>, EncodeError> {
     let plan_bytes = &mut 0usize;
     let mut curves = Vec::new();
@@ -283,7 +286,7 @@ fn encode_pass(
     options: &ModelOptions,
     outputs: &[PathBuf],
     record: &str,
-    steps: Option<(&HashMap<String, f64>, &HashMap<String, Arc<GptqPlan>>)>,
+    steps: Option<(&HashMap<String, f64>, &PlanCache)>,
     progress: Progress<'_>,
 ) -> Result<Pass, EncodeError> {
     let selection = Selection::new(&options.include, &options.exclude)?;
