@@ -21,6 +21,9 @@ pub fn run(args: &crate::InspectArgs) -> anyhow::Result<()> {
     let resident = if args.resident { Some(resident_bytes(&model, &report)?) } else { None };
     if args.json {
         let mut v = serde_json::to_value(&report)?;
+        if let (Some(record), Some(obj)) = (model.calibration(), v.as_object_mut()) {
+            obj.insert("calibration".into(), serde_json::to_value(record)?);
+        }
         if let Some(tensors) = v.get_mut("tensors").and_then(|t| t.as_array_mut()) {
             for (i, t) in tensors.iter_mut().enumerate() {
                 let (bytes, bpw) = match resident.as_ref().and_then(|r| r[i]) {
@@ -36,7 +39,8 @@ pub fn run(args: &crate::InspectArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&v)?);
     } else {
         let columns = if args.wide { Columns::Wide } else { Columns::Narrow(NARROW_WIDTH) };
-        let table = Table { report: &report, resident: resident.as_deref() };
+        let calibration = model.calibration().map(|r| r.xxh3);
+        let table = Table { report: &report, resident: resident.as_deref(), calibration };
         print!("{}", table.render(&one_line(&args.input.display().to_string()), columns));
     }
     Ok(())
@@ -70,14 +74,20 @@ struct Table<'a> {
     report: &'a ModelReport,
     /// Resident bytes per tensor (`--resident`), in report order.
     resident: Option<&'a [Option<u64>]>,
+    /// The checksum of the calibration a calibrated encode used.
+    calibration: Option<String>,
 }
 
 /// Columns of the default table.
 const NARROW_WIDTH: usize = 100;
 
 /// The fields of the default table (indices into `HEADERS`): name, shape, how it is stored,
-/// bytes, bits per weight, resident bits per weight (with `--resident`), relative RMSE.
-const NARROW: [usize; 7] = [0, 1, 2, 3, 4, 5, 15];
+/// bytes, bits per weight, resident bits per weight (with `--resident`), relative RMSE, relative
+/// output error (calibrated files).
+const NARROW: [usize; 8] = [0, 1, 2, 3, 4, 5, 15, 18];
+
+/// Index of the relative output error column, dropped unless the file was calibrated.
+const OUTPUT_COLUMN: usize = 18;
 
 /// Index of the resident bits-per-weight column, dropped without `--resident`.
 const RESIDENT_COLUMN: usize = 5;
@@ -93,7 +103,7 @@ enum Columns {
 
 impl Table<'_> {
     fn render(&self, file_name: &str, columns: Columns) -> String {
-        const HEADERS: [&str; 18] = [
+        const HEADERS: [&str; 19] = [
             "tensor",
             "shape",
             "stored",
@@ -112,11 +122,12 @@ impl Table<'_> {
             "rel_rmse",
             "k_mean",
             "sparse/dense",
+            "out_rel",
         ];
         // Numeric columns are right-aligned.
-        const RIGHT: [bool; 18] = [
+        const RIGHT: [bool; 19] = [
             false, false, false, true, true, true, true, false, false, false, false, false, false, true, true, true,
-            true, true,
+            true, true, true,
         ];
         let mut keep: Vec<usize> = match columns {
             Columns::Wide => (0..HEADERS.len()).collect(),
@@ -124,6 +135,9 @@ impl Table<'_> {
         };
         if self.resident.is_none() {
             keep.retain(|&i| i != RESIDENT_COLUMN);
+        }
+        if self.report.tensors.iter().all(|t| t.output_rel_rmse.is_none()) {
+            keep.retain(|&i| i != OUTPUT_COLUMN);
         }
         let pick = |row: Vec<String>| -> Vec<String> { keep.iter().map(|&i| row[i].clone()).collect() };
         let header: Vec<String> = pick(HEADERS.iter().map(|h| (*h).to_owned()).collect());
@@ -196,6 +210,10 @@ impl Table<'_> {
         if self.resident.is_some() {
             out.push_str("res_bpw = 8 x (the direct-mode layer's resident weights + descriptors) / weights\n");
         }
+        if let Some(hash) = &self.calibration {
+            let _ =
+                writeln!(out, "calibration {hash}: out_rel = relative output error on its inputs (rbe.calibration)");
+        }
         out
     }
 }
@@ -235,9 +253,10 @@ fn row_cells(row: &TensorReport, resident_bpw: Option<f64>) -> Vec<String> {
             fmt_opt(row.rel_rmse, |v| format!("{v:.4}")),
             fmt_opt(row.k_mean, |v| format!("{v:.1}")),
             format!("{}/{}", row.blocks_sparse.unwrap_or(0), row.blocks_dense.unwrap_or(0)),
+            fmt_opt(row.output_rel_rmse, |v| format!("{v:.4}")),
         ]);
     } else {
-        cells.extend(std::iter::repeat_n("-".to_owned(), 12));
+        cells.extend(std::iter::repeat_n("-".to_owned(), 13));
     }
     cells
 }

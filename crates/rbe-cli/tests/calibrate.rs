@@ -291,5 +291,9 @@ fn a_calibrated_encode_meets_its_targets_and_records_the_calibration() {
         let record = rbe::format::CalibrationRecord::from_metadata(file.metadata()).unwrap();
         assert_eq!(record.xxh3, c.checksum);
         assert!(record.uncovered.is_empty());
+        let o = rbe(&["inspect".as_ref(), out.as_os_str()]);
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(table.lines().next().is_some_and(|h| h.contains("out_rel")), "{table}");
+        assert!(table.contains(&format!("calibration {}", c.checksum)), "{table}");
     }
 }
