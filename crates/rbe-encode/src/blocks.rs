@@ -109,6 +109,17 @@ pub(crate) fn search_step(
     Some(lo)
 }
 
+/// [`quant_error`] of integers already rounded by [`quantise_blocks`] (the same sums, without
+/// rounding every coefficient a second time).
+pub(crate) fn rounded_error(prepared: &[Prepared], quantised: &[Vec<i16>], step: f32) -> f64 {
+    let per_block: Vec<f64> = prepared
+        .par_iter()
+        .zip(quantised)
+        .map(|(p, q)| p.coefs.iter().zip(q).map(|(&c, &v)| f64::from(c - f32::from(v) * step).powi(2)).sum())
+        .collect();
+    per_block.iter().sum()
+}
+
 /// Every block's coefficients rounded to multiples of `step`.
 pub(crate) fn quantise_blocks(prepared: &[Prepared], step: f32) -> Vec<Vec<i16>> {
     let inv = 1.0 / step;

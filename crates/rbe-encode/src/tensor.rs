@@ -2,8 +2,8 @@
 //! error target, the per-block choice of the cheaper residual kind, and the check on the real decode.
 
 use crate::blocks::{
-    choose_blocks, decode_error, decoded_matrix, find_step, quant_error, quantise_blocks, round_sig, search_step,
-    top_k_block,
+    choose_blocks, decode_error, decoded_matrix, find_step, quant_error, quantise_blocks, round_sig, rounded_error,
+    search_step, top_k_block,
 };
 use crate::calibration::{TensorCalibration, quadratic_trace};
 use crate::error::EncodeError;
@@ -113,7 +113,11 @@ impl Quantiser {
     /// squared error; `Gptq`: output error `tr(E H E^T)` with the damped `H`).
     fn run(&self, prepared: &[Prepared], step: f64, grid: &BlockGrid) -> (Vec<Vec<i16>>, f64) {
         match self {
-            Quantiser::Round => (quantise_blocks(prepared, step as f32), quant_error(prepared, step)),
+            Quantiser::Round => {
+                let q = quantise_blocks(prepared, step as f32);
+                let err = rounded_error(prepared, &q, step as f32);
+                (q, err)
+            }
             Quantiser::Gptq { plan, rows } => {
                 let r = plan.quantise(rows, step as f32);
                 (blocks_of_rows(&r.q, grid, grid.block()), r.loss)
@@ -167,17 +171,10 @@ pub fn encode_tensor_with(
     settings: &EncodeSettings,
     opts: TensorOptions<'_>,
 ) -> Result<EncodedOutput, EncodeError> {
-    if let Target::BitsPerWeight(bpw) = settings.target
-        && opts.step.is_none()
-    {
-        settings.validate()?;
-        return crate::allocate::encode_tensor_to_bpw(name, data, shape, dtype, settings, opts.calibration, bpw);
-    }
-    let prep = Prepped::new(name, data, shape, dtype, settings, opts, None)?;
-    prep.encode(opts.step)
+    encode_tensor_with_plan(name, data, shape, dtype, settings, opts, None)
 }
 
-/// [`encode_tensor_with`] reusing a GPTQ plan built earlier for the same tensor and calibration
+/// [`encode_tensor_with`], reusing a GPTQ plan built earlier for the same tensor and calibration
 /// (a bits-per-weight encode measures every tensor's curve first, then encodes it).
 pub(crate) fn encode_tensor_with_plan(
     name: &str,
@@ -188,6 +185,12 @@ pub(crate) fn encode_tensor_with_plan(
     opts: TensorOptions<'_>,
     plan: Option<Arc<GptqPlan>>,
 ) -> Result<EncodedOutput, EncodeError> {
+    if let Target::BitsPerWeight(bpw) = settings.target
+        && opts.step.is_none()
+    {
+        settings.validate()?;
+        return crate::allocate::encode_tensor_to_bpw(name, data, shape, dtype, settings, opts.calibration, bpw);
+    }
     Prepped::new(name, data, shape, dtype, settings, opts, plan)?.encode(opts.step)
 }
 
